@@ -1,0 +1,101 @@
+"""Decide from an image's first bytes whether Rekognition can and should look at it.
+
+Only the header is parsed (Pillow's ``Image.open`` is lazy): the pixels are never decoded
+here, so a 15 MB photo or a decompression bomb costs one small ranged read.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from racecheck.core.settings import Settings
+
+# Rekognition reads only these two formats.
+SUPPORTED_FORMATS = ("JPEG", "PNG")
+
+
+class HeaderIncomplete(Exception):
+    """The bytes read so far end before the header does: read more."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageCheck:
+    accepted: bool
+    reasons: list[str] = field(default_factory=list)
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    size_bytes: int = 0
+    bytes_read: int = 0
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rejected(reason: str, *, size_bytes: int, bytes_read: int, detail: str,
+              **known: Any) -> ImageCheck:
+    return ImageCheck(accepted=False, reasons=[reason], size_bytes=size_bytes,
+                      bytes_read=bytes_read, detail=detail, **known)
+
+
+def inspect_header(head: bytes, *, size_bytes: int, settings: Settings) -> ImageCheck:
+    """Check format, dimensions and size from the first bytes of a file.
+
+    Raises ``HeaderIncomplete`` when ``head`` is shorter than the file and Pillow could not
+    find the dimensions in it, so the caller can fetch a longer prefix.
+    """
+    read = len(head)
+    if size_bytes == 0:
+        return _rejected("EMPTY_FILE", size_bytes=0, bytes_read=read, detail="the file is empty")
+    if size_bytes > settings.max_image_bytes:
+        return _rejected(
+            "FILE_TOO_LARGE", size_bytes=size_bytes, bytes_read=0,
+            detail=f"{size_bytes} bytes is over the {settings.max_image_bytes}-byte limit")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (DecompressionBombWarning) before it raises; our own limit decides.
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(head)) as image:
+                image_format = image.format or ""
+                width, height = image.size
+    except Image.DecompressionBombError as error:
+        return _rejected("PIXEL_BOMB", size_bytes=size_bytes, bytes_read=read, detail=str(error))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if read < size_bytes and _looks_like_supported_image(head):
+            raise HeaderIncomplete(str(error)) from error
+        reason = "CORRUPT_IMAGE" if _looks_like_supported_image(head) else "NOT_AN_IMAGE"
+        return _rejected(reason, size_bytes=size_bytes, bytes_read=read,
+                         detail=f"{type(error).__name__}: {error}")
+
+    known = {"format": image_format, "width": width, "height": height}
+    if image_format not in SUPPORTED_FORMATS:
+        return _rejected("UNSUPPORTED_FORMAT", size_bytes=size_bytes, bytes_read=read,
+                         detail=f"{image_format} is not JPEG or PNG", **known)
+    if width <= 0 or height <= 0:
+        return _rejected("CORRUPT_IMAGE", size_bytes=size_bytes, bytes_read=read,
+                         detail=f"impossible dimensions {width}x{height}", **known)
+    pixels = width * height
+    if pixels > settings.max_image_pixels or pixels / size_bytes > settings.max_pixels_per_byte:
+        return _rejected(
+            "PIXEL_BOMB", size_bytes=size_bytes, bytes_read=read,
+            detail=f"{width}x{height} px declared in {size_bytes} bytes", **known)
+    if max(width, height) > settings.max_image_side_px:
+        return _rejected(
+            "IMAGE_TOO_LARGE", size_bytes=size_bytes, bytes_read=read,
+            detail=f"{width}x{height} px: a side exceeds {settings.max_image_side_px} px", **known)
+    if min(width, height) < settings.min_image_side_px:
+        return _rejected(
+            "IMAGE_TOO_SMALL", size_bytes=size_bytes, bytes_read=read,
+            detail=f"{width}x{height} px: shorter side under {settings.min_image_side_px} px",
+            **known)
+    return ImageCheck(accepted=True, size_bytes=size_bytes, bytes_read=read, **known)
+
+
+def _looks_like_supported_image(head: bytes) -> bool:
+    return head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n")

@@ -1,0 +1,208 @@
+"""Shape a photo's decision into what the state machine writes and sends.
+
+The Decide Lambda returns these pieces and the ASL stores them with direct DynamoDB and SNS
+integrations, so the item is already in DynamoDB's attribute-value form.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from racecheck.core.settings import Settings
+
+NEEDS_HUMAN = ("FAIL", "REVIEW")
+SUBJECT_LIMIT = 99  # SNS subjects must stay under 100 characters
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _decimals(value: Any) -> Any:
+    """DynamoDB numbers are decimals; floats are rejected by the serializer."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, Mapping):
+        return {key: _decimals(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_decimals(item) for item in value]
+    return value
+
+
+def to_attribute_values(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(_decimals(value)) for key, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | set | frozenset):
+        items = [_plain(item) for item in value]
+        return sorted(items) if isinstance(value, set | frozenset) else items
+    return value
+
+
+def from_attribute_values(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def _describe_link(link: Mapping[str, Any]) -> str:
+    registered = link.get("registered")
+    estimated = link.get("estimated")
+    if registered:
+        upper = registered.get("age_max")
+        ages = f"{registered.get('age_min')}-{upper}" if upper is not None else (
+            f"{registered.get('age_min')}+")
+        name = f" ({registered['name']})" if registered.get("name") else ""
+        said = f"registered {registered.get('gender')} {ages}{name}"
+    else:
+        said = "not registered"
+    if estimated:
+        seen = (f"estimated {estimated.get('gender')} "
+                f"{estimated.get('gender_confidence')}% age "
+                f"{estimated.get('age_low')}-{estimated.get('age_high')}")
+    else:
+        seen = "no face linked"
+    findings = ", ".join(link.get("findings") or []) or "consistent"
+    return f"Bib {link.get('bib')}: {said}; {seen}: {findings}"
+
+
+def alert_for(*, photo: Mapping[str, Any], verdict: str, reasons: list[str], summary: str,
+              links: list[Mapping[str, Any]]) -> dict[str, Any]:
+    bibs = ", ".join(str(link.get("bib")) for link in links) or "no bib"
+    subject = f"racecheck {verdict}: {bibs} ({', '.join(reasons)})"
+    if len(subject) > SUBJECT_LIMIT:
+        subject = subject[: SUBJECT_LIMIT - 1] + "…"
+    lines = [
+        f"racecheck verdict {verdict} for s3://{photo['bucket']}/{photo['key']}"
+        f" (version {photo['version']})",
+        f"Reasons: {', '.join(reasons)}",
+        summary,
+        "",
+        *[_describe_link(link) for link in links],
+        "",
+        "Machine estimates of age and gender are evidence for a human reviewer, not proof.",
+    ]
+    return {
+        "subject": subject.replace("\n", " "),
+        "message": "\n".join(lines),
+        "reasons_json": json.dumps(reasons),
+    }
+
+
+def suspect_message_template(bib: str, registered: Mapping[str, Any] | None) -> str:
+    """A States.Format template: the ASL fills in the counts and the photo list."""
+    who = "the runner registered"
+    if registered:
+        name = str(registered.get("name") or "").strip()
+        who = f"{name} ({registered.get('gender')} {registered.get('category')})" if name else (
+            f"the runner registered {registered.get('gender')} {registered.get('category')}")
+    escaped = who.replace("\\", "").replace("{", "(").replace("}", ")").replace("'", "’")
+    return (f"racecheck SUSPECT: bib {bib}, {escaped}. Inconsistent photos: {{}}, consistent"
+            f" photos: {{}}. Review these photos before any decision: {{}}")
+
+
+def evidence_update(*, photo_id: str, outcome: str, findings: list[str], settings: Settings,
+                    recorded_at: str) -> dict[str, Any]:
+    """The atomic counter update for one runner; reason counters get one attribute each."""
+    consistent = 1 if outcome == "consistent" else 0
+    inconsistent = 1 if outcome == "inconsistent" else 0
+    # Every attribute goes through a name placeholder: several (e.g. "consistent") are
+    # DynamoDB reserved words.
+    counters = ["photos_seen", "consistent", "inconsistent", "weighted_consistent", "photos"]
+    names = {f"#{name}": name for name in [*counters, "alerted", "last_seen_at"]}
+    values: dict[str, Any] = {
+        ":one": 1, ":consistent": consistent, ":inconsistent": inconsistent,
+        ":weighted": Decimal(str(settings.suspect_ratio)) * consistent,
+        ":photo": {photo_id}, ":false": False, ":now": recorded_at,
+    }
+    adds = ["#photos_seen :one", "#consistent :consistent", "#inconsistent :inconsistent",
+            "#weighted_consistent :weighted", "#photos :photo"]
+    for index, code in enumerate(sorted(set(findings))):
+        names[f"#reason{index}"] = f"reason_{code}"
+        adds.append(f"#reason{index} :one")
+    return {
+        "update_expression": "ADD " + ", ".join(adds)
+        + " SET #alerted = if_not_exists(#alerted, :false), #last_seen_at = :now",
+        "attribute_names": names,
+        "attribute_values": to_attribute_values(values),
+        "min_inconsistent": settings.suspect_min_inconsistent,
+    }
+
+
+def build_outcome(*, photo: Mapping[str, Any], decision: Any, image: Mapping[str, Any] | None,
+                  moderation: Mapping[str, Any] | None, text: Mapping[str, Any] | None,
+                  faces: list[dict[str, Any]] | None, settings: Settings, recorded_at: str,
+                  execution: str) -> dict[str, Any]:
+    """Everything the ASL needs after Decide: the record, per-bib entries and the alert."""
+    verdict: str = decision.verdict
+    reasons: list[str] = list(decision.reasons)
+    links: list[dict[str, Any]] = [dict(link) for link in decision.links]
+    record = {
+        "photo": photo["photo"],
+        "version": photo["version"],
+        "bucket": photo["bucket"],
+        "key": photo["key"],
+        "verdict": verdict,
+        "reasons": reasons,
+        "summary": decision.summary,
+        "image": dict(image or {}),
+        "bibs": list((text or {}).get("bibs", [])),
+        "near_misses": list((text or {}).get("near_misses", [])),
+        "faces": faces or [],
+        "links": links,
+        "moderation_labels": list((moderation or {}).get("labels", [])),
+        "model_versions": {
+            "moderation": (moderation or {}).get("model_version", ""),
+            "text": (text or {}).get("model_version", ""),
+        },
+        "thresholds": settings.to_dict(),
+        "recorded_at": recorded_at,
+        "execution": execution,
+    }
+    registered_by_bib = {str(link.get("bib")): link.get("registered") for link in links}
+    bib_entries = []
+    # One entry per number (the worst outcome when a number shows twice): a photo counts
+    # once for a runner.
+    for evidence in decision.evidence:
+        bib = str(evidence.get("bib") or "")
+        if not bib:
+            continue
+        entry: dict[str, Any] = {
+            "bib": bib,
+            "bib_item": to_attribute_values({
+                "photo": photo["photo"],
+                "version": f"bib#{bib}#{photo['version']}",
+                "bib": bib,
+                "key": photo["key"],
+                "bucket": photo["bucket"],
+                "verdict": verdict,
+                "outcome": evidence.get("outcome", "unknown"),
+                "recorded_at": recorded_at,
+            }),
+        }
+        registered = registered_by_bib.get(bib)
+        if registered:
+            entry["evidence"] = {
+                **evidence_update(photo_id=photo["photo"],
+                                  outcome=evidence.get("outcome", "unknown"),
+                                  findings=list(evidence.get("reasons") or []),
+                                  settings=settings, recorded_at=recorded_at),
+                "suspect_message_template": suspect_message_template(bib, registered),
+            }
+        bib_entries.append(entry)
+    notify = verdict == "FAIL" or (verdict == "REVIEW" and settings.review_alerts == "each")
+    return {
+        "verdict": verdict,
+        "reasons": reasons,
+        "item": to_attribute_values(record),
+        "bib_entries": bib_entries,
+        "notify": notify,
+        "alert": alert_for(photo=photo, verdict=verdict, reasons=reasons,
+                           summary=decision.summary, links=links),
+    }

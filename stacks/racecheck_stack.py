@@ -1,0 +1,162 @@
+"""The racecheck stack: composes the constructs and wires least-privilege grants between them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct, IConstruct
+
+from stacks.bundling import lambda_code
+from stacks.config import StackConfig
+from stacks.constructs.alerts import Alerts
+from stacks.constructs.functions import PhotoFunctions
+from stacks.constructs.ingest import IngestBucket
+from stacks.constructs.tables import Tables
+from stacks.constructs.trigger import PhotoTrigger
+from stacks.constructs.workflow import PhotoWorkflow
+from stacks import nag
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+ACCESS_LOGS_WITH_BUCKET_POLICY = "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy"
+DEFINITION_PATH = REPOSITORY_ROOT / "statemachine" / "photo_check.asl.json"
+
+
+def allow(grantee: iam.IGrantable, actions: Sequence[str], resources: Sequence[str]) -> None:
+    """Adds one statement with exactly these actions on exactly these resources."""
+    iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=list(resources))
+
+
+def _scope(function: lambda_.Function) -> IConstruct:
+    # The per-function construct holding the function, its role and its log group.
+    parent = function.node.scope
+    assert parent is not None
+    return parent
+
+
+class RacecheckStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        definition_path: Path = DEFINITION_PATH,
+        repository_root: Path = REPOSITORY_ROOT,
+        acknowledge_nag_findings: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        # Grant S3 log delivery through a bucket policy (AWS's recommendation) instead of
+        # ACLs, which BUCKET_OWNER_ENFORCED disables; cdk.json sets no feature flags.
+        self.node.set_context(ACCESS_LOGS_WITH_BUCKET_POLICY, True)
+        config = StackConfig.from_context(self.node.try_get_context)
+
+        ingest = IngestBucket(
+            self,
+            "Ingest",
+            photo_expiry_days=config.photo_expiry_days,
+            key_prefix=config.ingest_prefix,
+        )
+        tables = Tables(self, "Tables")
+        alerts = Alerts(
+            self, "Alerts", emails=config.notify_emails, sms_numbers=config.notify_sms_numbers
+        )
+        functions = PhotoFunctions(
+            self, "Functions", code=lambda_code(repository_root), settings=config.settings
+        )
+        workflow = PhotoWorkflow(
+            self,
+            "Workflow",
+            definition_path=definition_path,
+            substitutions={
+                "CheckImageFunctionArn": functions.check_image.function_arn,
+                "ModerateFunctionArn": functions.moderate.function_arn,
+                "ReadBibsFunctionArn": functions.read_bibs.function_arn,
+                "AnalyzeFacesFunctionArn": functions.analyze_faces.function_arn,
+                "DecideFunctionArn": functions.decide.function_arn,
+                "ResultsTableName": tables.results.table_name,
+                "EvidenceTableName": tables.evidence.table_name,
+                "AlertTopicArn": alerts.topic.topic_arn,
+            },
+        )
+        trigger = PhotoTrigger(
+            self,
+            "Trigger",
+            bucket=ingest.bucket,
+            key_prefix=config.ingest_prefix,
+            state_machine=workflow.state_machine,
+        )
+
+        # Handlers. check_image lists the bucket only to tell NoSuchKey from AccessDenied.
+        bucket = ingest.bucket
+        photo_objects = bucket.arn_for_objects("*")
+        allow(functions.check_image, ["s3:GetObject", "s3:GetObjectVersion"], [photo_objects])
+        allow(functions.check_image, ["s3:ListBucket"], [bucket.bucket_arn])
+        # Rekognition reads the S3Object with the caller's rights; its Detect* actions have no
+        # resource-level permissions, so "*" is the only possible resource.
+        rekognition_actions = {
+            functions.moderate: "rekognition:DetectModerationLabels",
+            functions.read_bibs: "rekognition:DetectText",
+            functions.analyze_faces: "rekognition:DetectFaces",
+        }
+        rekognition_functions = list(rekognition_actions)
+        for function, rekognition_action in rekognition_actions.items():
+            allow(function, [rekognition_action], ["*"])
+            allow(function, ["s3:GetObject", "s3:GetObjectVersion"], [photo_objects])
+        functions.decide.add_environment("RUNNERS_TABLE_NAME", tables.runners.table_name)
+        allow(
+            functions.decide,
+            ["dynamodb:GetItem", "dynamodb:BatchGetItem"],
+            [tables.runners.table_arn],
+        )
+
+        # State machine: exactly the service integrations the definition uses. CDK derives no
+        # grants from a string definition, and its grant helpers add "<arn>:*" / "index/*".
+        state_machine = workflow.state_machine
+        allow(
+            state_machine,
+            ["lambda:InvokeFunction"],
+            [function.function_arn for function in functions.by_id.values()],
+        )
+        allow(state_machine, ["dynamodb:GetItem", "dynamodb:PutItem"], [tables.results.table_arn])
+        allow(state_machine, ["dynamodb:UpdateItem"], [tables.evidence.table_arn])
+        allow(state_machine, ["sns:Publish"], [alerts.topic.topic_arn])
+        # Publishing to a KMS-encrypted topic needs a data key from the topic's key.
+        allow(state_machine, ["kms:GenerateDataKey", "kms:Decrypt"], [alerts.key.key_arn])
+
+        ingest_bucket_resource = bucket.node.default_child
+        assert isinstance(ingest_bucket_resource, cdk.CfnElement)
+        self.nag_acknowledgments = nag.racecheck_acknowledgments(
+            plain_functions=[_scope(functions.check_image), _scope(functions.decide)],
+            rekognition_functions=[_scope(function) for function in rekognition_functions],
+            photo_readers=[_scope(functions.check_image)]
+            + [_scope(function) for function in rekognition_functions],
+            ingest_bucket_logical_id=self.get_logical_id(ingest_bucket_resource),
+            state_machine=state_machine,
+            dead_letter_queue=trigger.dead_letter_queue,
+        )
+        if acknowledge_nag_findings:
+            nag.apply(self.nag_acknowledgments)
+        self._outputs(
+            {
+                "IngestBucketName": bucket.bucket_name,
+                "AccessLogsBucketName": ingest.access_logs.bucket_name,
+                "ResultsTableName": tables.results.table_name,
+                "RunnersTableName": tables.runners.table_name,
+                "EvidenceTableName": tables.evidence.table_name,
+                "AlertTopicArn": alerts.topic.topic_arn,
+                "StateMachineArn": state_machine.state_machine_arn,
+                "StateMachineLogGroupName": workflow.log_group.log_group_name,
+                "DeadLetterQueueUrl": trigger.dead_letter_queue.queue_url,
+                "DeadLetterQueueName": trigger.dead_letter_queue.queue_name,
+            }
+        )
+        self.functions: dict[str, lambda_.Function] = functions.by_id
+
+    def _outputs(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            cdk.CfnOutput(self, name, value=value)

@@ -1,0 +1,59 @@
+"""Fixtures shared by the whole suite: paths, settings, canned API responses, images."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+from racecheck.core.settings import Settings
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED = REPOSITORY_ROOT.parent / "shared"
+RBNR = SHARED / "datasets" / "rbnr"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_cdk_json()
+
+
+def load_fixture(relative: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / relative).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def rekognition_fixture() -> Callable[[str], dict[str, Any]]:
+    """A canned Rekognition response from tests/fixtures/rekognition/<name>.json."""
+    return lambda name: load_fixture(f"rekognition/{name}.json")
+
+
+def make_jpeg(
+    width: int = 640, height: int = 480, *, colour: str = "#3a7bd5", quality: int = 90
+) -> bytes:
+    picture = Image.new("RGB", (width, height), colour)
+    draw = ImageDraw.Draw(picture)
+    # Some structure, so the file compresses like a photo rather than like a blank page.
+    for step in range(0, width, 16):
+        draw.line([(step, 0), (width - step, height)], fill=(step % 255, 90, 160), width=3)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def jpeg() -> Callable[..., bytes]:
+    return make_jpeg
+
+
+@pytest.fixture
+def rbnr() -> Path:
+    if not RBNR.is_dir():
+        pytest.skip(f"shared RBNR dataset not found at {RBNR} (clone with ../shared beside it)")
+    return RBNR

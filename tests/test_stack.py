@@ -1,0 +1,672 @@
+"""Template tests for the racecheck stack (offline: no AWS, no Docker, bundling skipped)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aws_cdk", reason="CDK extras not installed (pip install -e '.[cdk]')")
+
+from aws_cdk.assertions import Match, Template  # noqa: E402
+
+from racecheck.core.settings import Settings  # noqa: E402
+from stacks.bundling import copy_sources, pip_install_command  # noqa: E402
+from stacks.config import ConfigError, StackConfig  # noqa: E402
+from stacks.constructs.workflow import check_substitutions, definition_placeholders  # noqa: E402
+from stacks.racecheck_stack import DEFINITION_PATH, REPOSITORY_ROOT  # noqa: E402
+from stacks.testing import build_app, cdk_json_context  # noqa: E402
+
+PLACEHOLDERS = {
+    "CheckImageFunctionArn",
+    "ModerateFunctionArn",
+    "ReadBibsFunctionArn",
+    "AnalyzeFacesFunctionArn",
+    "DecideFunctionArn",
+    "ResultsTableName",
+    "EvidenceTableName",
+    "AlertTopicArn",
+}
+# Actions AWS documents as supporting no resource-level permissions: the only "*" resources.
+WILDCARD_RESOURCE_ACTIONS = {
+    "rekognition:DetectModerationLabels",
+    "rekognition:DetectText",
+    "rekognition:DetectFaces",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+# ASL service integration -> the IAM action it needs.
+INTEGRATION_ACTIONS = {
+    "arn:aws:states:::lambda:invoke": "lambda:InvokeFunction",
+    "arn:aws:states:::dynamodb:getItem": "dynamodb:GetItem",
+    "arn:aws:states:::dynamodb:putItem": "dynamodb:PutItem",
+    "arn:aws:states:::dynamodb:updateItem": "dynamodb:UpdateItem",
+    "arn:aws:states:::sns:publish": "sns:Publish",
+}
+CUSTOM_CONTEXT = {
+    "ingest_prefix": "uploads/",
+    "photo_expiry_days": "30",
+    "notify_email": "a@b.org, c@d.org",
+    "notify_sms": "+15551234567",
+}
+
+
+@pytest.fixture(scope="module")
+def default_template() -> Template:
+    _, stack = build_app()
+    return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def custom_template() -> Template:
+    _, stack = build_app(context_overrides=CUSTOM_CONTEXT)
+    return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def resources(default_template: Template) -> dict[str, Any]:
+    return dict(default_template.to_json()["Resources"])
+
+
+def of_type(resources: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    return {key: value for key, value in resources.items() if value["Type"] == resource_type}
+
+
+def the_one(resources: dict[str, Any], resource_type: str) -> tuple[str, dict[str, Any]]:
+    matches = of_type(resources, resource_type)
+    assert len(matches) == 1, f"expected one {resource_type}, found {sorted(matches)}"
+    return next(iter(matches.items()))
+
+
+def logical_id(value: Any) -> str:
+    """Ref / GetAtt / Join(<GetAtt>, "/*") -> the logical id, with "/*" kept as a suffix."""
+    if value == "*":
+        return "*"
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return str(value["Fn::GetAtt"][0])
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        assert separator == "" and len(parts) == 2, value
+        return logical_id(parts[0]) + str(parts[1])
+    raise AssertionError(f"unexpected resource reference {value!r}")
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def grants(policy: dict[str, Any]) -> set[tuple[str, str]]:
+    """(action, resource logical id) pairs allowed by one AWS::IAM::Policy."""
+    pairs = set()
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        assert statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"]):
+            for resource in as_list(statement["Resource"]):
+                pairs.add((action, logical_id(resource)))
+    return pairs
+
+
+def policy_of_role(resources: dict[str, Any], role_id: str) -> dict[str, Any]:
+    policies = [
+        policy
+        for policy in of_type(resources, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+    ]
+    assert len(policies) == 1, f"{role_id} should have exactly one policy"
+    return policies[0]
+
+
+def function_id(resources: dict[str, Any], module: str) -> str:
+    for key, value in of_type(resources, "AWS::Lambda::Function").items():
+        if value["Properties"]["Handler"] == f"lambdas.{module}.handler":
+            return key
+    raise AssertionError(f"no function for lambdas.{module}")
+
+
+def function_grants(resources: dict[str, Any], module: str) -> set[tuple[str, str]]:
+    function = resources[function_id(resources, module)]
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    # The function's log group is its own, so logs grants must point at exactly that one.
+    log_group = logical_id(function["Properties"]["LoggingConfig"]["LogGroup"])
+    found = grants(policy_of_role(resources, role_id))
+    own_logs = {("logs:CreateLogStream", log_group), ("logs:PutLogEvents", log_group)}
+    assert own_logs <= found
+    return found - own_logs
+
+
+def asl_task_resources(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(integration ARN, Parameters) for every Task state, including inside Map/Parallel."""
+    if isinstance(node, dict):
+        if node.get("Type") == "Task":
+            yield node["Resource"], node.get("Parameters") or node.get("Arguments") or {}
+        for value in node.values():
+            yield from asl_task_resources(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from asl_task_resources(value)
+
+
+# --- resources ------------------------------------------------------------------------------
+
+
+def test_given_default_context_when_synthesized_then_resource_counts_match_the_design(
+    default_template: Template,
+) -> None:
+    expected = {
+        "AWS::Lambda::Function": 5,
+        "AWS::StepFunctions::StateMachine": 1,
+        "AWS::DynamoDB::Table": 3,
+        "AWS::S3::Bucket": 2,
+        "AWS::SNS::Topic": 1,
+        "AWS::SNS::Subscription": 0,
+        "AWS::SQS::Queue": 1,
+        "AWS::Events::Rule": 1,
+        "AWS::KMS::Key": 1,
+        "AWS::Logs::LogGroup": 6,
+    }
+    for resource_type, count in expected.items():
+        default_template.resource_count_is(resource_type, count)
+
+
+def test_given_the_stack_then_no_custom_resource_lambdas_are_hidden_in_it(
+    resources: dict[str, Any],
+) -> None:
+    custom = [key for key, value in resources.items() if value["Type"].startswith("Custom::")]
+    assert custom == []
+
+
+def test_given_the_state_machine_then_it_is_express_traced_and_logs_without_execution_data(
+    resources: dict[str, Any],
+) -> None:
+    _, machine = the_one(resources, "AWS::StepFunctions::StateMachine")
+    properties = machine["Properties"]
+    assert properties["StateMachineType"] == "EXPRESS"
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+    logging = properties["LoggingConfiguration"]
+    assert logging["Level"] == "ALL"
+    assert logging["IncludeExecutionData"] is False
+    log_group_id = logical_id(logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"])
+    assert resources[log_group_id]["Type"] == "AWS::Logs::LogGroup"
+    assert resources[log_group_id]["Properties"]["RetentionInDays"] > 0
+
+
+def test_given_the_asl_file_then_the_template_holds_it_inline_unchanged(
+    resources: dict[str, Any],
+) -> None:
+    _, machine = the_one(resources, "AWS::StepFunctions::StateMachine")
+    definition = machine["Properties"]["DefinitionString"]
+    assert isinstance(definition, str), "definition must be inline, not an S3 asset"
+    assert json.loads(definition) == json.loads(DEFINITION_PATH.read_text(encoding="utf-8"))
+
+
+def test_given_the_definition_then_every_placeholder_is_substituted(
+    resources: dict[str, Any],
+) -> None:
+    _, machine = the_one(resources, "AWS::StepFunctions::StateMachine")
+    definition = machine["Properties"]["DefinitionString"]
+    substitutions = machine["Properties"]["DefinitionSubstitutions"]
+
+    assert definition_placeholders(definition) == PLACEHOLDERS == set(substitutions)
+    substituted = definition
+    for name in substitutions:
+        substituted = substituted.replace("${" + name + "}", f"resolved-{name}")
+    assert "${" not in substituted
+
+
+def test_given_a_definition_with_an_unknown_placeholder_when_checked_then_synth_fails(
+    tmp_path: Path,
+) -> None:
+    asl = tmp_path / "photo_check.asl.json"
+    asl.write_text(
+        DEFINITION_PATH.read_text(encoding="utf-8").replace(
+            "${DecideFunctionArn}", "${DecideFunctionArnTypo}"
+        )
+    )
+
+    with pytest.raises(ValueError, match="DecideFunctionArnTypo") as raised:
+        build_app(definition_path=asl)
+    assert "DecideFunctionArn" in str(raised.value)
+
+
+def test_given_placeholders_when_checked_then_missing_and_unused_ones_are_named() -> None:
+    definition = '{"a": "${One}", "b": "${Two}"}'
+    check_substitutions(definition, {"One": "1", "Two": "2"}, Path("ok.json"))
+    with pytest.raises(ValueError, match=r"not provided by the stack: \['Two'\]"):
+        check_substitutions(definition, {"One": "1"}, Path("x.json"))
+    with pytest.raises(ValueError, match=r"not used by the definition: \['Three'\]"):
+        check_substitutions(definition, {"One": "1", "Two": "2", "Three": "3"}, Path("x.json"))
+
+
+# --- trigger ---------------------------------------------------------------------------------
+
+
+def test_given_default_context_then_the_rule_matches_every_object_created_in_the_bucket(
+    resources: dict[str, Any],
+) -> None:
+    _, rule = the_one(resources, "AWS::Events::Rule")
+    bucket_id = logical_id_of_ingest_bucket(resources)
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [{"Ref": bucket_id}]}},
+    }
+
+
+def test_given_an_ingest_prefix_then_the_rule_filters_on_it_and_not_on_a_suffix(
+    custom_template: Template,
+) -> None:
+    custom_template.has_resource_properties(
+        "AWS::Events::Rule",
+        {"EventPattern": {"detail": {"object": {"key": [{"prefix": "uploads/"}]}}}},
+    )
+
+
+def test_given_the_rule_then_it_starts_the_state_machine_with_retries_and_a_dlq(
+    resources: dict[str, Any],
+) -> None:
+    _, rule = the_one(resources, "AWS::Events::Rule")
+    machine_id, _ = the_one(resources, "AWS::StepFunctions::StateMachine")
+    queue_id, queue = the_one(resources, "AWS::SQS::Queue")
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": machine_id}
+    assert logical_id(target["DeadLetterConfig"]["Arn"]) == queue_id
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] > 0
+    # The rule passes the whole S3 event: the ASL reads detail.bucket / detail.object.
+    assert "Input" not in target and "InputPath" not in target
+    events_role = logical_id(target["RoleArn"])
+    assert grants(policy_of_role(resources, events_role)) == {("states:StartExecution", machine_id)}
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_given_the_dlq_then_only_tls_is_accepted_and_only_the_rule_may_send(
+    resources: dict[str, Any],
+) -> None:
+    queue_id, _ = the_one(resources, "AWS::SQS::Queue")
+    rule_id, _ = the_one(resources, "AWS::Events::Rule")
+    _, policy = the_one(resources, "AWS::SQS::QueuePolicy")
+    assert policy["Properties"]["Queues"] == [{"Ref": queue_id}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert_denies_insecure_transport(statements)
+    (send,) = [s for s in statements if s["Effect"] == "Allow"]
+    assert send["Action"] == "sqs:SendMessage"
+    assert send["Principal"] == {"Service": "events.amazonaws.com"}
+    assert logical_id(send["Condition"]["ArnEquals"]["aws:SourceArn"]) == rule_id
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+
+def logical_id_of_ingest_bucket(resources: dict[str, Any]) -> str:
+    ingest = [
+        key
+        for key, value in of_type(resources, "AWS::S3::Bucket").items()
+        if "NotificationConfiguration" in value["Properties"]
+    ]
+    assert len(ingest) == 1
+    return ingest[0]
+
+
+def assert_denies_insecure_transport(statements: list[dict[str, Any]]) -> None:
+    assert any(
+        statement["Effect"] == "Deny"
+        and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for statement in statements
+    ), statements
+
+
+def test_given_the_ingest_bucket_then_it_is_private_encrypted_versioned_and_emits_events(
+    resources: dict[str, Any],
+) -> None:
+    bucket_id = logical_id_of_ingest_bucket(resources)
+    properties = resources[bucket_id]["Properties"]
+    assert properties["NotificationConfiguration"] == {
+        "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+    }
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    encryption = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption[0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert "LifecycleConfiguration" not in properties, "expiry is off by default"
+    logs_bucket = logical_id(properties["LoggingConfiguration"]["DestinationBucketName"])
+    assert logs_bucket != bucket_id
+
+    for bucket in (bucket_id, logs_bucket):
+        bucket_policies = [
+            policy
+            for policy in of_type(resources, "AWS::S3::BucketPolicy").values()
+            if policy["Properties"]["Bucket"] == {"Ref": bucket}
+        ]
+        assert len(bucket_policies) == 1
+        assert_denies_insecure_transport(
+            bucket_policies[0]["Properties"]["PolicyDocument"]["Statement"]
+        )
+
+
+def test_given_photo_expiry_days_then_current_and_old_versions_expire(
+    custom_template: Template,
+) -> None:
+    custom_template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "LifecycleConfiguration": {
+                "Rules": [
+                    Match.object_like(
+                        {
+                            "ExpirationInDays": 30,
+                            "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                            "Prefix": "uploads/",
+                            "Status": "Enabled",
+                        }
+                    )
+                ]
+            }
+        },
+    )
+
+
+def table_by_keys(resources: dict[str, Any], *keys: str) -> dict[str, Any]:
+    for table in of_type(resources, "AWS::DynamoDB::Table").values():
+        schema = [key["AttributeName"] for key in table["Properties"]["KeySchema"]]
+        if tuple(schema) == keys:
+            return dict(table["Properties"])
+    raise AssertionError(f"no table keyed by {keys}")
+
+
+def test_given_the_tables_then_keys_index_billing_recovery_and_encryption_match_the_design(
+    resources: dict[str, Any],
+) -> None:
+    results = table_by_keys(resources, "photo", "version")
+    (index,) = results["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_bib"
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("bib", "HASH"),
+        ("recorded_at", "RANGE"),
+    ]
+    types = {a["AttributeName"]: a["AttributeType"] for a in results["AttributeDefinitions"]}
+    assert types == {"photo": "S", "version": "S", "bib": "S", "recorded_at": "S"}
+
+    bib_tables = [
+        table["Properties"]
+        for table in of_type(resources, "AWS::DynamoDB::Table").values()
+        if [k["AttributeName"] for k in table["Properties"]["KeySchema"]] == ["bib"]
+    ]
+    assert len(bib_tables) == 2, "runners and evidence are both keyed by bib"
+    for table in [results, *bib_tables]:
+        assert table["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+
+def test_given_the_topic_then_it_is_kms_encrypted_with_a_rotating_key_and_tls_only(
+    resources: dict[str, Any],
+) -> None:
+    topic_id, topic = the_one(resources, "AWS::SNS::Topic")
+    key_id, key = the_one(resources, "AWS::KMS::Key")
+    assert logical_id(topic["Properties"]["KmsMasterKeyId"]) == key_id
+    assert key["Properties"]["EnableKeyRotation"] is True
+    _, topic_policy = the_one(resources, "AWS::SNS::TopicPolicy")
+    assert topic_policy["Properties"]["Topics"] == [{"Ref": topic_id}]
+    assert_denies_insecure_transport(topic_policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def test_given_email_and_sms_context_then_email_gets_everything_and_sms_only_suspects(
+    custom_template: Template,
+) -> None:
+    subscriptions = custom_template.find_resources("AWS::SNS::Subscription")
+    by_protocol: dict[str, list[dict[str, Any]]] = {}
+    for subscription in subscriptions.values():
+        properties = subscription["Properties"]
+        by_protocol.setdefault(properties["Protocol"], []).append(properties)
+
+    assert sorted(s["Endpoint"] for s in by_protocol["email"]) == ["a@b.org", "c@d.org"]
+    assert all("FilterPolicy" not in s for s in by_protocol["email"])
+    (sms,) = by_protocol["sms"]
+    assert sms["Endpoint"] == "+15551234567"
+    assert sms["FilterPolicy"] == {"alert_type": ["SUSPECT"]}
+    assert sms.get("FilterPolicyScope", "MessageAttributes") == "MessageAttributes"
+
+
+# --- functions -------------------------------------------------------------------------------
+
+
+def test_given_the_functions_then_runtime_arch_tracing_and_environment_match_the_design(
+    resources: dict[str, Any],
+) -> None:
+    functions = of_type(resources, "AWS::Lambda::Function")
+    handlers = sorted(f["Properties"]["Handler"] for f in functions.values())
+    assert handlers == [
+        f"lambdas.{name}.handler"
+        for name in sorted(["check_image", "moderate", "read_bibs", "analyze_faces", "decide"])
+    ]
+    racecheck_block = cdk_json_context()["racecheck"]
+    for function in functions.values():
+        properties = function["Properties"]
+        assert properties["Runtime"] == "python3.12"
+        assert properties["Architectures"] == ["arm64"]
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+        variables = properties["Environment"]["Variables"]
+        assert variables["POWERTOOLS_SERVICE_NAME"] == "racecheck"
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "Racecheck"
+        assert json.loads(variables["RACECHECK_SETTINGS"]) == racecheck_block
+        Settings.from_env({"RACECHECK_SETTINGS": variables["RACECHECK_SETTINGS"]})
+
+    decide = resources[function_id(resources, "decide")]["Properties"]["Environment"]["Variables"]
+    runners_id = logical_id(decide["RUNNERS_TABLE_NAME"])
+    assert runners_id.startswith("TablesRunners")
+
+
+def test_given_one_code_asset_then_all_functions_share_it(resources: dict[str, Any]) -> None:
+    codes = {
+        json.dumps(f["Properties"]["Code"], sort_keys=True)
+        for f in of_type(resources, "AWS::Lambda::Function").values()
+    }
+    assert len(codes) == 1
+
+
+# --- IAM -------------------------------------------------------------------------------------
+
+
+def test_given_every_policy_then_no_wildcard_action_and_star_only_where_iam_has_no_resources(
+    resources: dict[str, Any],
+) -> None:
+    policies = of_type(resources, "AWS::IAM::Policy")
+    assert policies
+    roles = of_type(resources, "AWS::IAM::Role")
+    assert all("ManagedPolicyArns" not in role["Properties"] for role in roles.values())
+    for policy_id, policy in policies.items():
+        for action, resource in grants(policy):
+            assert "*" not in action, f"{policy_id}: wildcard action {action}"
+            if resource == "*":
+                assert action in WILDCARD_RESOURCE_ACTIONS, f"{policy_id}: {action} on *"
+
+
+def test_given_the_handlers_then_each_role_holds_exactly_its_grants(
+    resources: dict[str, Any],
+) -> None:
+    bucket = logical_id_of_ingest_bucket(resources)
+    runners = logical_id(
+        resources[function_id(resources, "decide")]["Properties"]["Environment"]["Variables"][
+            "RUNNERS_TABLE_NAME"
+        ]
+    )
+    xray = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
+    read_photo = {("s3:GetObject", f"{bucket}/*"), ("s3:GetObjectVersion", f"{bucket}/*")}
+    expected = {
+        "check_image": xray | read_photo | {("s3:ListBucket", bucket)},
+        "moderate": xray | read_photo | {("rekognition:DetectModerationLabels", "*")},
+        "read_bibs": xray | read_photo | {("rekognition:DetectText", "*")},
+        "analyze_faces": xray | read_photo | {("rekognition:DetectFaces", "*")},
+        "decide": xray | {("dynamodb:GetItem", runners), ("dynamodb:BatchGetItem", runners)},
+    }
+    for module, wanted in expected.items():
+        assert function_grants(resources, module) == wanted, module
+
+
+def test_given_the_asl_then_the_state_machine_role_grants_exactly_its_integrations(
+    resources: dict[str, Any],
+) -> None:
+    _, machine = the_one(resources, "AWS::StepFunctions::StateMachine")
+    substitutions = machine["Properties"]["DefinitionSubstitutions"]
+    definition = json.loads(machine["Properties"]["DefinitionString"])
+    target_parameter = {"lambda": "FunctionName", "dynamodb": "TableName", "sns": "TopicArn"}
+
+    needed = set()
+    for integration, parameters in asl_task_resources(definition):
+        action = INTEGRATION_ACTIONS[integration]  # KeyError = an integration nobody granted
+        service = integration.split(":::")[1].split(":")[0]
+        placeholder = re.fullmatch(r"\$\{(\w+)\}", parameters[target_parameter[service]])
+        assert placeholder, f"{integration} target must be a substitution placeholder"
+        needed.add((action, logical_id(substitutions[placeholder.group(1)])))
+
+    role_id = logical_id(machine["Properties"]["RoleArn"])
+    granted = grants(policy_of_role(resources, role_id))
+    service_grants = {(a, r) for a, r in granted if r != "*"}
+    topic_key = logical_id(the_one(resources, "AWS::SNS::Topic")[1]["Properties"]["KmsMasterKeyId"])
+    publishing_to_encrypted_topic = {("kms:GenerateDataKey", topic_key), ("kms:Decrypt", topic_key)}
+    assert service_grants == needed | publishing_to_encrypted_topic
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+
+def test_given_the_stack_then_outputs_name_everything_a_user_needs(
+    default_template: Template, resources: dict[str, Any]
+) -> None:
+    outputs = default_template.to_json()["Outputs"]
+    referenced = {logical_id(output["Value"]) for output in outputs.values()}
+    for resource_type in (
+        "AWS::DynamoDB::Table",
+        "AWS::SNS::Topic",
+        "AWS::StepFunctions::StateMachine",
+        "AWS::SQS::Queue",
+        "AWS::S3::Bucket",
+    ):
+        assert set(of_type(resources, resource_type)) <= referenced, resource_type
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def context_getter(overrides: dict[str, Any]) -> Any:
+    context = {**cdk_json_context(), **overrides}
+    return context.get
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"notify_sms": "5551234567"}, "notify_sms"),
+        ({"notify_email": "a@b.org,not-an-address"}, "not-an-address"),
+        ({"photo_expiry_days": "-3"}, "photo_expiry_days"),
+        ({"ingest_prefix": "/uploads"}, "ingest_prefix"),
+        ({"racecheck": "{not json"}, "racecheck"),
+    ],
+)
+def test_given_a_bad_context_value_when_read_then_the_error_names_it(
+    overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        StackConfig.from_context(context_getter(overrides))
+
+
+def test_given_cli_strings_when_read_then_they_are_parsed() -> None:
+    config = StackConfig.from_context(context_getter(CUSTOM_CONTEXT))
+    assert config.photo_expiry_days == 30
+    assert config.notify_emails == ("a@b.org", "c@d.org")
+    assert config.notify_sms_numbers == ("+15551234567",)
+    assert config.ingest_prefix == "uploads/"
+
+
+def test_given_an_out_of_range_setting_when_synthesized_then_synth_fails_clearly() -> None:
+    settings = {**cdk_json_context()["racecheck"], "gender_review_confidence": 100.5}
+
+    with pytest.raises(ConfigError, match="gender_review_confidence"):
+        build_app(context_overrides={"racecheck": settings})
+
+
+def test_given_an_unknown_setting_when_synthesized_then_synth_fails_clearly() -> None:
+    settings = {**cdk_json_context()["racecheck"], "bib_max_digit": 5}
+
+    with pytest.raises(ConfigError, match="bib_max_digit"):
+        build_app(context_overrides={"racecheck": settings})
+
+
+# --- bundling (offline parts; `cdk synth` in CI runs pip for real) ----------------------------
+
+
+def test_given_the_bundler_then_pip_targets_lambda_python_and_arm64_wheels_only() -> None:
+    command = pip_install_command(Path("req.txt"), Path("out"))
+    assert command[command.index("--python-version") + 1] == "3.12"
+    assert "--only-binary=:all:" in command
+    platforms = [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"]
+    assert platforms == ["manylinux2014_aarch64", "manylinux_2_28_aarch64"]
+
+
+def test_given_the_requirements_then_every_runtime_dependency_is_pinned() -> None:
+    lines = [
+        line.strip()
+        for line in (REPOSITORY_ROOT / "lambdas" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[\w.]+", line) for line in lines)
+    names = {line.split("==")[0].lower() for line in lines}
+    assert {"pillow", "aws-lambda-powertools", "aws-xray-sdk"} <= names
+
+
+def imported_modules(source: Path) -> set[str]:
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_given_the_copied_sources_then_every_project_import_resolves_inside_the_bundle(
+    tmp_path: Path,
+) -> None:
+    copy_sources(REPOSITORY_ROOT, tmp_path)
+    handlers = sorted((tmp_path / "lambdas").glob("*.py"))
+    assert {"check_image.py", "moderate.py", "read_bibs.py", "analyze_faces.py", "decide.py"} <= {
+        handler.name for handler in handlers
+    }
+    assert not (tmp_path / "racecheck" / "detectors").exists()
+    assert not (tmp_path / "racecheck" / "local").exists()
+
+    unresolved = []
+    for source in sorted(tmp_path.rglob("*.py")):
+        for module in imported_modules(source):
+            if module.split(".")[0] not in {"lambdas", "racecheck"}:
+                continue
+            as_path = tmp_path.joinpath(*module.split("."))
+            if not (as_path.with_suffix(".py").exists() or (as_path / "__init__.py").exists()):
+                unresolved.append(f"{source.relative_to(tmp_path)} imports {module}")
+    assert unresolved == [], f"bundled code imports modules the bundle lacks: {unresolved}"
