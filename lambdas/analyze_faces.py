@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.shared import logger, metrics, rekognition, tracer
@@ -21,4 +22,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     faces = faces_from_rekognition(response)
     # Face attributes are personal data: log how many, never what.
     logger.info("faces analyzed", extra={"face_count": len(faces)})
+    metrics.add_metric(name="FacesAnalyzed", unit=MetricUnit.Count, value=len(faces))
     return {"faces": faces, "face_count": len(faces)}

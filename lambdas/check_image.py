@@ -25,6 +25,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     logger.info("image checked", extra={"photo": photo.photo, "accepted": image.accepted,
                                         "reasons": image.reasons, "bytes_read": image.bytes_read})
+    metrics.add_metric(name="ImagesChecked", unit=MetricUnit.Count, value=1)
     if not image.accepted:
         metrics.add_metric(name="ImagesRejected", unit=MetricUnit.Count, value=1)
     return {"photo": photo.to_dict(), "image": image.to_dict()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.shared import logger, metrics, rekognition, rekognition_rejection, settings, tracer
@@ -26,5 +27,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if reason is None:
             raise
         logger.info("Rekognition refused the image", extra={"reason": reason})
+        metrics.add_metric(name="ImagesRefusedByRekognition", unit=MetricUnit.Count, value=1)
         return {"accepted": False, "reasons": [reason], "labels": [], "model_version": ""}
-    return assess_moderation(response, settings())
+    assessment = assess_moderation(response, settings())
+    metrics.add_metric(name="ImagesModerated", unit=MetricUnit.Count, value=1)
+    if not assessment["accepted"]:
+        metrics.add_metric(name="ImagesBlocked", unit=MetricUnit.Count, value=1)
+    return assessment

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.shared import logger, metrics, rekognition, settings, tracer
@@ -20,6 +21,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     reading = extract_bibs(response, settings())
     logger.info("bibs read", extra={"bibs": [bib["number"] for bib in reading.bibs],
                                     "near_misses": len(reading.near_misses)})
+    metrics.add_metric(name="BibsRead", unit=MetricUnit.Count, value=len(reading.bibs))
     return {
         "bibs": reading.bibs,
         "near_misses": reading.near_misses,

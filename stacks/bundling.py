@@ -12,8 +12,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_lambda as lambda_
@@ -21,9 +19,8 @@ from aws_cdk import aws_lambda as lambda_
 LAMBDA_PYTHON_VERSION = "3.12"
 # Pillow publishes manylinux_2_28 wheels only for some builds, hence both tags.
 LAMBDA_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
-# Only these paths reach the asset; they also define its source hash, so editing a test or
-# a detector does not produce a new Lambda version.
-BUNDLED_SOURCES = ("lambdas", "racecheck/__init__.py", "racecheck/core")
+# Only lambdas/ and racecheck/core reach the asset; they also define its source hash, so
+# editing a test or a detector does not produce a new Lambda version.
 _ASSET_EXCLUDES = [
     "*",
     "!lambdas",
@@ -72,7 +69,7 @@ class LocalPythonBundler:
     def __init__(self, repository_root: Path) -> None:
         self._repository_root = repository_root
 
-    def try_bundle(self, output_dir: str, **_options: Any) -> bool:
+    def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:  # noqa: ARG002
         output = Path(output_dir)
         requirements = self._repository_root / "lambdas" / "requirements.txt"
         result = subprocess.run(

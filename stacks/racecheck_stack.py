@@ -11,6 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct, IConstruct
 
+from stacks import nag
 from stacks.bundling import lambda_code
 from stacks.config import StackConfig
 from stacks.constructs.alerts import Alerts
@@ -19,7 +20,6 @@ from stacks.constructs.ingest import IngestBucket
 from stacks.constructs.tables import Tables
 from stacks.constructs.trigger import PhotoTrigger
 from stacks.constructs.workflow import PhotoWorkflow
-from stacks import nag
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 ACCESS_LOGS_WITH_BUCKET_POLICY = "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy"
@@ -28,7 +28,9 @@ DEFINITION_PATH = REPOSITORY_ROOT / "statemachine" / "photo_check.asl.json"
 
 def allow(grantee: iam.IGrantable, actions: Sequence[str], resources: Sequence[str]) -> None:
     """Adds one statement with exactly these actions on exactly these resources."""
-    iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=list(resources))
+    iam.Grant.add_to_principal(
+        grantee=grantee, actions=list(actions), resource_arns=list(resources)
+    )
 
 
 def _scope(function: lambda_.Function) -> IConstruct:

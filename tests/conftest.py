@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from racecheck.core.settings import Settings
+
+# Powertools reads these when the handlers' modules are imported, before any fixture runs.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "racecheck")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Racecheck")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -1,4 +1,4 @@
-"""statemachine/photo_check.asl.json passes both ASL validators (they catch what cfn-lint misses)."""
+"""photo_check.asl.json passes both ASL validators (they catch what cfn-lint misses)."""
 
 from __future__ import annotations
 

@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("cdk_nag", reason="CDK extras not installed (pip install -e '.[cdk]')")
 
-import aws_cdk as cdk  # noqa: E402
-from aws_cdk import aws_s3 as s3  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
+import aws_cdk as cdk
+from aws_cdk import aws_s3 as s3
+from cdk_nag import AwsSolutionsChecks
 
-from stacks.racecheck_stack import RacecheckStack  # noqa: E402
-from stacks.testing import build_app  # noqa: E402
+from stacks.racecheck_stack import RacecheckStack
+from stacks.testing import build_app
 
 Finding = tuple[str, str]  # (rule id, construct path)
 # Reasons that explain nothing; an acknowledgment must say why the finding cannot be fixed.
@@ -88,7 +88,9 @@ def test_given_the_acknowledgments_then_each_one_matches_a_real_finding(
     for acknowledgment in stack.nag_acknowledgments:
         scope = acknowledgment.scope.node.path
         matched = [
-            path for rule, path in raw_findings if rule == acknowledgment.rule and covers(scope, path)
+            path
+            for rule, path in raw_findings
+            if rule == acknowledgment.rule and covers(scope, path)
         ]
         assert matched, f"stale acknowledgment {acknowledgment.rule} on {scope}"
 

@@ -13,14 +13,14 @@ import pytest
 
 pytest.importorskip("aws_cdk", reason="CDK extras not installed (pip install -e '.[cdk]')")
 
-from aws_cdk.assertions import Match, Template  # noqa: E402
+from aws_cdk.assertions import Match, Template
 
-from racecheck.core.settings import Settings  # noqa: E402
-from stacks.bundling import copy_sources, pip_install_command  # noqa: E402
-from stacks.config import ConfigError, StackConfig  # noqa: E402
-from stacks.constructs.workflow import check_substitutions, definition_placeholders  # noqa: E402
-from stacks.racecheck_stack import DEFINITION_PATH, REPOSITORY_ROOT  # noqa: E402
-from stacks.testing import build_app, cdk_json_context  # noqa: E402
+from racecheck.core.settings import Settings
+from stacks.bundling import copy_sources, pip_install_command
+from stacks.config import ConfigError, StackConfig
+from stacks.constructs.workflow import check_substitutions, definition_placeholders
+from stacks.racecheck_stack import DEFINITION_PATH, REPOSITORY_ROOT
+from stacks.testing import build_app, cdk_json_context
 
 PLACEHOLDERS = {
     "CheckImageFunctionArn",

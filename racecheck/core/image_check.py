@@ -81,14 +81,19 @@ def inspect_header(head: bytes, *, size_bytes: int, settings: Settings) -> Image
         return _rejected("CORRUPT_IMAGE", size_bytes=size_bytes, bytes_read=read,
                          detail=f"impossible dimensions {width}x{height}", **known)
     pixels = width * height
-    if pixels > settings.max_image_pixels or pixels / size_bytes > settings.max_pixels_per_byte:
+    if pixels > settings.max_image_pixels:
         return _rejected(
             "PIXEL_BOMB", size_bytes=size_bytes, bytes_read=read,
-            detail=f"{width}x{height} px declared in {size_bytes} bytes", **known)
+            detail=f"{width}x{height} px is over {settings.max_image_pixels} pixels", **known)
     if max(width, height) > settings.max_image_side_px:
         return _rejected(
             "IMAGE_TOO_LARGE", size_bytes=size_bytes, bytes_read=read,
             detail=f"{width}x{height} px: a side exceeds {settings.max_image_side_px} px", **known)
+    if pixels / size_bytes > settings.max_pixels_per_byte:
+        # Real photos hold a few pixels per byte; thousands mean a decompression bomb.
+        return _rejected(
+            "PIXEL_BOMB", size_bytes=size_bytes, bytes_read=read,
+            detail=f"{width}x{height} px declared in only {size_bytes} bytes", **known)
     if min(width, height) < settings.min_image_side_px:
         return _rejected(
             "IMAGE_TOO_SMALL", size_bytes=size_bytes, bytes_read=read,

@@ -1,0 +1,238 @@
+"""Read the text in a race photo, looking harder where bibs are: on torsos below faces.
+
+One pass reads the whole photo at a moderate resolution (any text, and bibs of runners
+whose face was not found). Then each plausible face gets a torso pass: the region below it
+is cropped and rescaled so that the face is ``TORSO_FACE_HEIGHT_PX`` tall, which puts bib
+digits near the size the recogniser was trained on whatever the runner's distance.
+
+Reads of the same place from different passes are merged: a read that is a strict part of
+a longer one (``1026`` inside ``10264``) supports the longer one; reads that contradict
+each other lower the merged confidence, so that the bib rules see a doubtful read as a
+near miss instead of a bib. Reads touching the edge of a torso crop are dropped: the crop
+may have cut the number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from racecheck.detectors import engines
+
+WHOLE_PHOTO_LONG_SIDE_PX = 1280
+WHOLE_PHOTO_MAX_UPSCALE = 1.5
+TORSO_FACE_HEIGHT_PX = 72.0
+TORSO_MAX_UPSCALE = 4.0
+# The torso below a face: bib centres on the labelled photos lie 1-5 face heights below
+# the face and within about 1.5 face widths of its centre; the margins here are wider.
+TORSO_HALF_WIDTH_FACES = 2.2
+TORSO_TOP_FACES = 0.2
+TORSO_BOTTOM_FACES = 5.5
+MAX_TORSO_PASSES = 8
+MIN_FACE_HEIGHT_PX = 14.0
+MIN_TORSO_FACE_CONFIDENCE = 80.0
+EDGE_MARGIN_PX = 2.0
+MIN_RECOGNITION_SCORE = 0.5
+RECOGNIZER_HEIGHT_PX = 48
+SAME_PLACE_OVERLAP = 0.5
+
+Polygon = tuple[tuple[float, float], ...]
+ImageArray = NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class FaceHint:
+    """A detected face in pixels, used to find torsos."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class TextRead:
+    """One line of text in pixels; ``confidence`` is 0..100 like Rekognition's."""
+
+    text: str
+    confidence: float
+    polygon: Polygon
+    source: str
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        xs = [x for x, _ in self.polygon]
+        ys = [y for _, y in self.polygon]
+        return min(xs), min(ys), max(xs), max(ys)
+
+
+def read_text(image: ImageArray, faces: Sequence[FaceHint]) -> list[TextRead]:
+    """All lines of text in an RGB image, bib-like numbers read with extra care."""
+    height, width = image.shape[:2]
+    scale = min(WHOLE_PHOTO_MAX_UPSCALE, WHOLE_PHOTO_LONG_SIDE_PX / max(height, width))
+    reads = _read_region(image, (0, 0, width, height), scale, source="photo")
+    for face in _torso_faces(faces):
+        region = _torso_region(face, width, height)
+        if region is None:
+            continue
+        torso_scale = min(TORSO_MAX_UPSCALE, TORSO_FACE_HEIGHT_PX / face.height)
+        reads.extend(_read_region(image, region, torso_scale, source="torso"))
+    return merge_reads(reads)
+
+
+def _torso_faces(faces: Sequence[FaceHint]) -> list[FaceHint]:
+    usable = [face for face in faces
+              if face.confidence >= MIN_TORSO_FACE_CONFIDENCE
+              and face.height >= MIN_FACE_HEIGHT_PX]
+    usable.sort(key=lambda face: face.height, reverse=True)
+    return usable[:MAX_TORSO_PASSES]
+
+
+def _torso_region(face: FaceHint, width: int, height: int
+                  ) -> tuple[int, int, int, int] | None:
+    centre_x = face.left + face.width / 2
+    chin = face.top + face.height
+    left = int(max(0.0, centre_x - TORSO_HALF_WIDTH_FACES * face.width))
+    right = int(min(float(width), centre_x + TORSO_HALF_WIDTH_FACES * face.width))
+    top = int(max(0.0, chin + TORSO_TOP_FACES * face.height))
+    bottom = int(min(float(height), chin + TORSO_BOTTOM_FACES * face.height))
+    if right - left < 8 or bottom - top < 8:
+        return None
+    return left, top, right, bottom
+
+
+def _read_region(image: ImageArray, region: tuple[int, int, int, int], scale: float, *,
+                 source: str) -> list[TextRead]:
+    left, top, right, bottom = region
+    crop = image[top:bottom, left:right]
+    new_size = (max(8, round((right - left) * scale)), max(8, round((bottom - top) * scale)))
+    interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+    resized = cv2.resize(crop, new_size, interpolation=interpolation)
+    # RapidOCR's models were trained on BGR input (it reads files with OpenCV).
+    bgr = np.ascontiguousarray(resized[:, :, ::-1])
+    boxes = _detect_text_boxes(bgr)
+    if not boxes:
+        return []
+    engine = engines.ocr_engine()
+    line_images = engine.get_crop_img_list(bgr, [np.array(box, dtype=np.float32)
+                                                 for box in boxes])
+    recognised = recognise_lines(line_images)
+    height, width = image.shape[:2]
+    cut_left, cut_top = left > 0, top > 0
+    cut_right, cut_bottom = right < width, bottom < height
+    reads = []
+    for box, (text, score) in zip(boxes, recognised, strict=True):
+        if not text.strip() or score < MIN_RECOGNITION_SCORE:
+            continue
+        xs = [x for x, _ in box]
+        ys = [y for _, y in box]
+        touches_cut = ((cut_left and min(xs) <= EDGE_MARGIN_PX)
+                       or (cut_top and min(ys) <= EDGE_MARGIN_PX)
+                       or (cut_right and max(xs) >= new_size[0] - 1 - EDGE_MARGIN_PX)
+                       or (cut_bottom and max(ys) >= new_size[1] - 1 - EDGE_MARGIN_PX))
+        if touches_cut:
+            continue
+        polygon = tuple((left + x / scale, top + y / scale) for x, y in box)
+        reads.append(TextRead(text.strip(), round(score * 100, 3), polygon, source))
+    return reads
+
+
+def _detect_text_boxes(bgr: ImageArray) -> list[list[tuple[float, float]]]:
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+    detector = engines.ocr_engine().text_det
+    height, width = bgr.shape[:2]
+    # The detector needs sides in multiples of 32; keep the size we already chose.
+    prepare = DetPreProcess(max(height, width), "max", detector.mean, detector.std)
+    tensor = prepare(bgr)
+    if tensor is None:
+        return []
+    prediction = detector.infer(tensor)[0]
+    boxes, _scores = detector.postprocess_op(prediction, (height, width))
+    if len(boxes) == 0:
+        return []
+    boxes = detector.filter_tag_det_res(boxes, (height, width))
+    return [[(float(x), float(y)) for x, y in box] for box in boxes]
+
+
+def recognise_lines(line_images: Sequence[ImageArray]) -> list[tuple[str, float]]:
+    """CTC-decode each line image: (text, mean probability of the kept characters)."""
+    engine = engines.ocr_engine()
+    recogniser = engine.text_rec
+    characters: list[str] = recogniser.postprocess_op.character
+    results: list[tuple[str, float]] = []
+    base_ratio = recogniser.rec_image_shape[2] / RECOGNIZER_HEIGHT_PX
+    for line in line_images:
+        line_height, line_width = line.shape[:2]
+        ratio = max(base_ratio, line_width / max(1, line_height))
+        tensor = recogniser.resize_norm_img(line, ratio)[np.newaxis].astype(np.float32)
+        probabilities = recogniser.session(tensor)[0][0]
+        results.append(_ctc_decode(probabilities, characters))
+    return results
+
+
+def _ctc_decode(probabilities: NDArray[Any], characters: Sequence[str]) -> tuple[str, float]:
+    best = probabilities.argmax(axis=1)
+    best_probability = probabilities.max(axis=1)
+    text: list[str] = []
+    kept: list[float] = []
+    previous = 0
+    for index, probability in zip(best.tolist(), best_probability.tolist(), strict=True):
+        if index not in (0, previous) and index < len(characters):
+            text.append(characters[index])
+            kept.append(probability)
+        previous = index
+    return "".join(text), (sum(kept) / len(kept) if kept else 0.0)
+
+
+def digits_of(text: str) -> str | None:
+    """The number a bib-like read shows (``#3631`` -> ``3631``), or None."""
+    stripped = text.strip().lstrip("#").strip(" .,:;-")
+    return stripped if stripped.isdigit() and stripped.isascii() else None
+
+
+def _overlap(a: TextRead, b: TextRead) -> float:
+    al, at, ar, ab = a.bounds
+    bl, bt, br, bb = b.bounds
+    inter = max(0.0, min(ar, br) - max(al, bl)) * max(0.0, min(ab, bb) - max(at, bt))
+    smaller = min((ar - al) * (ab - at), (br - bl) * (bb - bt))
+    return inter / smaller if smaller > 0 else 0.0
+
+
+def merge_reads(reads: Sequence[TextRead]) -> list[TextRead]:
+    """Whole-photo text as read, plus one merged read per place where a number was read."""
+    numbers = [read for read in reads if digits_of(read.text) is not None]
+    others = [read for read in reads if read.source == "photo" and digits_of(read.text) is None]
+    groups: list[list[TextRead]] = []
+    for read in sorted(numbers, key=lambda item: -item.confidence):
+        for group in groups:
+            if any(_overlap(read, member) >= SAME_PLACE_OVERLAP for member in group):
+                group.append(read)
+                break
+        else:
+            groups.append([read])
+    merged = [_merge_group(group) for group in groups]
+    return sorted(others + merged, key=lambda read: (read.bounds[1], read.bounds[0]))
+
+
+def _merge_group(group: Sequence[TextRead]) -> TextRead:
+    def number(read: TextRead) -> str:
+        return digits_of(read.text) or ""
+
+    def support(candidate: str) -> float:
+        return sum(read.confidence for read in group if number(read) in candidate)
+
+    candidates = {number(read) for read in group}
+    winner = max(candidates, key=lambda candidate: (support(candidate), len(candidate)))
+    agreeing = support(winner)
+    contradicting = sum(read.confidence for read in group if number(read) not in winner)
+    best = max((read for read in group if number(read) == winner),
+               key=lambda read: read.confidence)
+    confidence = best.confidence * agreeing / (agreeing + contradicting)
+    return TextRead(best.text, round(confidence, 3), best.polygon, best.source)

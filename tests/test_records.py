@@ -1,0 +1,73 @@
+"""What Decide hands to the state machine: DynamoDB items, evidence updates, alerts."""
+
+from __future__ import annotations
+
+import json
+
+from racecheck.core.moderation import assess_moderation, top_level_category
+from racecheck.core.records import (
+    alert_for,
+    evidence_update,
+    from_attribute_values,
+    to_attribute_values,
+)
+from racecheck.core.settings import Settings
+from tests.conftest import load_fixture
+
+
+def test_items_round_trip_through_dynamodb_attribute_values() -> None:
+    item = {"photo": "b/k", "confidence": 97.25, "count": 3, "flags": [True, None],
+            "box": {"Left": 0.125}}
+    values = to_attribute_values(item)
+    assert values["confidence"] == {"N": "97.25"}
+    assert from_attribute_values(values) == item
+
+
+def test_an_evidence_update_names_every_attribute_and_counts_each_reason(
+        settings: Settings) -> None:
+    update = evidence_update(photo_id="b/k.jpg", outcome="inconsistent",
+                             findings=["GENDER_MISMATCH", "AGE_OUTSIDE_CATEGORY"],
+                             settings=settings, recorded_at="2026-11-22T08:00:00Z")
+    expression = update["update_expression"]
+    # reserved words such as "consistent" only ever appear behind a placeholder
+    assert " consistent " not in expression
+    assert update["attribute_names"]["#consistent"] == "consistent"
+    reason_names = {value for key, value in update["attribute_names"].items()
+                    if key.startswith("#reason")}
+    assert reason_names == {"reason_GENDER_MISMATCH", "reason_AGE_OUTSIDE_CATEGORY"}
+    assert update["attribute_values"][":inconsistent"] == {"N": "1"}
+    assert update["attribute_values"][":consistent"] == {"N": "0"}
+    assert update["attribute_values"][":photo"] == {"SS": ["b/k.jpg"]}
+    assert update["min_inconsistent"] == settings.suspect_min_inconsistent
+
+
+def test_a_consistent_photo_adds_the_configured_weight(settings: Settings) -> None:
+    update = evidence_update(photo_id="b/k.jpg", outcome="consistent", findings=[],
+                             settings=settings, recorded_at="2026-11-22T08:00:00Z")
+    assert update["attribute_values"][":weighted"] == {"N": str(settings.suspect_ratio)}
+
+
+def test_alert_subjects_stay_within_the_sns_limit() -> None:
+    alert = alert_for(photo={"bucket": "b", "key": "k.jpg", "version": "1"}, verdict="REVIEW",
+                      reasons=["AGE_OUTSIDE_CATEGORY"] * 10, summary="s",
+                      links=[{"bib": str(n)} for n in range(30)])
+    assert len(alert["subject"]) < 100
+    assert json.loads(alert["reasons_json"]) == ["AGE_OUTSIDE_CATEGORY"] * 10
+
+
+def test_moderation_blocks_by_top_level_category(settings: Settings) -> None:
+    response = load_fixture("rekognition/detect_moderation_explicit.json")
+    assessment = assess_moderation(response, settings)
+    assert assessment["accepted"] is False
+    assert assessment["reasons"] == ["MODERATION:Explicit"]
+    assert {label["Category"] for label in assessment["labels"]} == {"Explicit"}
+
+
+def test_moderation_ignores_labels_below_the_threshold(settings: Settings) -> None:
+    response = {"ModerationLabels": [{"Name": "Violence", "ParentName": "", "Confidence": 10.0}]}
+    assert assess_moderation(response, settings)["accepted"] is True
+
+
+def test_a_parent_loop_in_a_malformed_response_does_not_hang() -> None:
+    parents = {"A": "B", "B": "A"}
+    assert top_level_category({"Name": "A", "ParentName": "B"}, parents) in ("A", "B")
