@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.shared import dynamodb, logger, metrics, required_env, settings, tracer
 from racecheck.core.records import build_outcome
 from racecheck.core.rules import decide_photo
-from racecheck.runners_store import load_runners
+from racecheck.core.runners_store import load_runners
 
 
 def _result(state: dict[str, Any], step: str) -> dict[str, Any] | None:

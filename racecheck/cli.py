@@ -318,7 +318,7 @@ def runners_import(file: Path, race_date: Any, stack_name: str, table: str | Non
 
         racecheck runners import runners.csv --stack RacecheckStack
     """
-    from racecheck.runners_store import import_runners
+    from racecheck.core.runners_store import import_runners
 
     parsed = _parse_runners(file, race_date.date() if race_date else None)
     table_name = _table_name(table, stack_name, "RunnersTableName")

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from racecheck.core.registry import Runner, parse_runners_csv
-from racecheck.runners_store import (
+from racecheck.core.runners_store import (
     RunnersStoreError,
     import_runners,
     load_runners,

@@ -670,3 +670,29 @@ def test_given_the_copied_sources_then_every_project_import_resolves_inside_the_
             if not (as_path.with_suffix(".py").exists() or (as_path / "__init__.py").exists()):
                 unresolved.append(f"{source.relative_to(tmp_path)} imports {module}")
     assert unresolved == [], f"bundled code imports modules the bundle lacks: {unresolved}"
+
+
+def test_given_real_bundling_when_synthesized_then_the_local_bundler_builds_the_asset(
+    tmp_path: Path,
+) -> None:
+    # Given a copy of the sources whose requirements are empty, so pip needs no network
+    source = tmp_path / "repo"
+    copy_sources(REPOSITORY_ROOT, source)
+    (source / "lambdas" / "requirements.txt").write_text("# nothing to install\n")
+    outdir = tmp_path / "cdk.out"
+
+    # When the stack is synthesized with bundling on (jsii calls LocalPythonBundler)
+    app, _ = build_app(bundle=True, outdir=outdir, repository_root=source)
+    assembly = app.synth()
+
+    # Then one asset holds the handlers and racecheck.core, and nothing else of the project
+    template = assembly.get_stack_by_name("Racecheck").template
+    code = {
+        json.dumps(f["Properties"]["Code"], sort_keys=True)
+        for f in of_type(template["Resources"], "AWS::Lambda::Function").values()
+    }
+    assert len(code) == 1
+    (asset,) = [path for path in outdir.glob("asset.*") if path.is_dir()]
+    assert (asset / "lambdas" / "check_image.py").is_file()
+    assert (asset / "racecheck" / "core" / "settings.py").is_file()
+    assert sorted(p.name for p in (asset / "racecheck").iterdir()) == ["__init__.py", "core"]

@@ -110,7 +110,7 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
     keeps complete lines for every photo already done.
     """
     from racecheck.core.registry import parse_runners_csv
-    from racecheck.runners_store import import_runners
+    from racecheck.core.runners_store import import_runners
 
     to_check = list(photos) if photos is not None else collect_photos(inputs)
     runners = (parse_runners_csv(runners_csv.read_text(encoding="utf-8-sig"))
