@@ -132,7 +132,8 @@ def _write_review(out_dir: Path, inputs: Sequence[Path]) -> Path | None:
               show_default=True,
               help="local: offline detectors; rekognition: the real API with your credentials.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=DEFAULT_OUT, show_default=True, help="Folder for results and the review page.")
+              default=DEFAULT_OUT, show_default=True,
+              help="Folder for results and the review page.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=os.cpu_count() or 1,
               show_default="number of cores", help="Photos analysed in parallel.")
 def run(photos: tuple[Path, ...], runners: Path | None, detector: str, out_dir: Path,

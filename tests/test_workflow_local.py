@@ -13,10 +13,10 @@ import pytest
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from racecheck.core.registry import parse_runners_csv
+from racecheck.core.runners_store import import_runners
 from racecheck.core.settings import Settings
 from racecheck.local.environment import LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionError
-from racecheck.core.runners_store import import_runners
 from tests.conftest import load_fixture, make_jpeg
 
 RUNNERS_CSV = """bib,gender,age_category,name

@@ -102,7 +102,7 @@ def suspect_message_template(bib: str, registered: Mapping[str, Any] | None) -> 
         name = str(registered.get("name") or "").strip()
         who = f"{name} ({registered.get('gender')} {registered.get('category')})" if name else (
             f"the runner registered {registered.get('gender')} {registered.get('category')}")
-    escaped = who.replace("\\", "").replace("{", "(").replace("}", ")").replace("'", "’")
+    escaped = who.replace("\\", "").replace("{", "(").replace("}", ")").replace("'", "\u2019")
     return (f"racecheck SUSPECT: bib {bib}, {escaped}. Inconsistent photos: {{}}, consistent"
             f" photos: {{}}. Review these photos before any decision: {{}}")
 

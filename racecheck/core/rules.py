@@ -31,10 +31,11 @@ REVIEW
     ``GENDER_MISMATCH`` at >= ``gender_review_confidence``, or on a face with a quality
     problem; ``AGE_OUTSIDE_CATEGORY`` the estimated age range misses the category by more
     than the tolerance: ``age_tolerance_years`` when it looks older,
-    ``age_tolerance_younger_years`` when it looks younger (never FAIL: estimates are wide, and biased young for fit
-    athletes); ``BIB_UNREGISTERED`` the number is not in the registration list (bandit,
-    fake bib or misread); ``ONE_RUNNER_SEVERAL_BIBS`` one face is linked to bibs with
-    different numbers (bib mule, or a neighbour's bib whose wearer faces away);
+    ``age_tolerance_younger_years`` when it looks younger (never FAIL: estimates are wide,
+    and biased young for fit athletes); ``BIB_UNREGISTERED`` the number is not in the
+    registration list (bandit, fake bib or misread); ``ONE_RUNNER_SEVERAL_BIBS`` one face
+    is linked to bibs with different numbers (bib mule, or a neighbour's bib whose wearer
+    faces away);
     ``SAME_BIB_TWICE`` one number on two bibs linked to two different faces (copied bib, or
     a misread).
 caps FAIL at REVIEW

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import traceback
 import uuid
@@ -83,7 +84,22 @@ def _lambda_context(function_name: str) -> SimpleNamespace:
     )
 
 
-def _in_process_invoker(handlers: dict[str, Callable[..., Any]]) -> Callable[..., bytes]:
+class HandlerClock:
+    """Time spent inside handlers (detectors included), to tell orchestration cost apart."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds = 0.0
+        self.invocations = 0
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self.seconds += seconds
+            self.invocations += 1
+
+
+def _in_process_invoker(handlers: dict[str, Callable[..., Any]], clock: HandlerClock
+                        ) -> Callable[..., bytes]:
     """Replacement for moto's LambdaSimpleBackend.invoke that runs the real handler."""
 
     def invoke(_backend: Any, function_name: str, qualifier: str | None, body: Any,
@@ -96,6 +112,7 @@ def _in_process_invoker(handlers: dict[str, Callable[..., Any]]) -> Callable[...
             return json.dumps({"errorType": "ResourceNotFoundException",
                                "errorMessage": f"no local handler for {name}"}).encode()
         event = json.loads(body) if body else {}
+        started = time.perf_counter()
         try:
             result = handler(event, _lambda_context(name))
         except Exception as error:  # reported to the interpreter as Lambda does
@@ -105,6 +122,8 @@ def _in_process_invoker(handlers: dict[str, Callable[..., Any]]) -> Callable[...
                 "errorMessage": str(error),
                 "stackTrace": traceback.format_exception(error)[-3:],
             }).encode()
+        finally:
+            clock.add(time.perf_counter() - started)
         return json.dumps(result, default=str).encode()
 
     return invoke
@@ -114,7 +133,8 @@ class LocalStack:
     """The emulated resources of one local run; use ``local_stack()`` to create it."""
 
     def __init__(self, *, names: LocalNames, clients: dict[str, Any], state_machine_arn: str,
-                 topic_arn: str, queue_url: str, hook: LocalRekognitionHook) -> None:
+                 topic_arn: str, queue_url: str, hook: LocalRekognitionHook,
+                 handler_clock: HandlerClock) -> None:
         self.names = names
         self.s3 = clients["s3"]
         self.dynamodb = clients["dynamodb"]
@@ -124,6 +144,7 @@ class LocalStack:
         self.topic_arn = topic_arn
         self.queue_url = queue_url
         self.rekognition = hook
+        self.handler_clock = handler_clock
 
     def put_photo(self, key: str, body: bytes) -> dict[str, Any]:
         """Store a photo and return the EventBridge event S3 would emit for it."""
@@ -280,8 +301,9 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
             cached.cache_clear()  # a previous run may have used other settings or hooks
         handlers = {f"{PREFIX}-{short}": importlib.import_module(module).handler
                     for short, module in FUNCTIONS.values()}
+        handler_clock = HandlerClock()
         stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke",
-                                              _in_process_invoker(handlers)))
+                                              _in_process_invoker(handlers, handler_clock)))
         clients = {name: boto3.client(name, region_name=REGION)
                    for name in ("s3", "dynamodb", "sns", "sqs", "stepfunctions")}
         state_machine_arn, topic_arn, queue_url = _create_resources(clients, names)
@@ -297,4 +319,5 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
         hook.install(rekognition_client)
         stack.callback(hook.uninstall, rekognition_client)
         yield LocalStack(names=names, clients=clients, state_machine_arn=state_machine_arn,
-                         topic_arn=topic_arn, queue_url=queue_url, hook=hook)
+                         topic_arn=topic_arn, queue_url=queue_url, hook=hook,
+                         handler_clock=handler_clock)

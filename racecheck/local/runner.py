@@ -37,6 +37,8 @@ class RunSummary:
     rekognition_calls: Counter[str] = field(default_factory=Counter)
     estimated_cost_usd: float = 0.0
     alerts: int = 0
+    execution_seconds: float = 0.0  # wall time of every execution, summed
+    handler_seconds: float = 0.0  # of which inside handlers and detectors
     suspects: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     out_dir: Path | None = None
@@ -44,6 +46,13 @@ class RunSummary:
     @property
     def photos_per_second(self) -> float:
         return self.photos / self.seconds if self.seconds else 0.0
+
+    @property
+    def orchestration_seconds_per_photo(self) -> float:
+        """Time an execution spends outside handlers and detectors: the interpreter's cost."""
+        if not self.photos:
+            return 0.0
+        return max(0.0, self.execution_seconds - self.handler_seconds) / self.photos
 
 
 def collect_photos(inputs: Sequence[Path]) -> list[InputPhoto]:
@@ -74,14 +83,16 @@ def _record_line(photo: InputPhoto, item: dict[str, Any] | None,
     return line
 
 
-def _check_one(stack: LocalStack, photo: InputPhoto) -> dict[str, Any]:
+def _check_one(stack: LocalStack, photo: InputPhoto, clock: list[float]) -> dict[str, Any]:
     try:
         body = photo.path.read_bytes()
     except OSError as error:
         return {"key": photo.key, "verdict": "ERROR", "reasons": ["ERROR:UnreadableFile"],
                 "summary": str(error), "error": str(error)}
     event = stack.put_photo(photo.key, body)
+    started = time.perf_counter()
     execution = stack.wait(stack.start(event))
+    clock.append(time.perf_counter() - started)
     item = stack.result_item(key=photo.key, version=event["detail"]["object"]["version-id"])
     return _record_line(photo, item, execution)
 
@@ -125,8 +136,10 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
             import_runners(runners, table_name=stack.names.runners_table,
                            dynamodb_client=stack.dynamodb)
         pool = ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="photo")
+        execution_times: list[float] = []
         futures: dict[Future[dict[str, Any]], InputPhoto] = {
-            pool.submit(_check_one, stack, photo): photo for photo in to_check}
+            pool.submit(_check_one, stack, photo, execution_times): photo
+            for photo in to_check}
         try:
             for future in as_completed(futures):
                 photo = futures[future]
@@ -149,6 +162,8 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
         finally:
             pool.shutdown(wait=not summary.interrupted, cancel_futures=True)
         summary.seconds = time.perf_counter() - started
+        summary.execution_seconds = sum(execution_times)
+        summary.handler_seconds = stack.handler_clock.seconds
         alerts = stack.drain_alerts()
         with (out_dir / ALERTS_FILE).open("w", encoding="utf-8") as alerts_file:
             for alert in alerts:
