@@ -260,7 +260,7 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-stack_option = click.option("--stack", "stack_name", default="RacecheckStack",
+stack_option = click.option("--stack", "stack_name", default="Racecheck",
                             show_default=True, help="CloudFormation stack to read names from.")
 format_option = click.option("--format", "output_format", type=click.Choice(FORMATS),
                              default="table", show_default=True)
@@ -317,7 +317,7 @@ def runners_import(file: Path, race_date: Any, stack_name: str, table: str | Non
 
     Example:
 
-        racecheck runners import runners.csv --stack RacecheckStack
+        racecheck runners import runners.csv --stack Racecheck
     """
     from racecheck.core.runners_store import import_runners
 

@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
+
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_lambda as lambda_
@@ -69,7 +71,7 @@ class LocalPythonBundler:
     def __init__(self, repository_root: Path) -> None:
         self._repository_root = repository_root
 
-    def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:  # noqa: ARG002
+    def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:
         output = Path(output_dir)
         requirements = self._repository_root / "lambdas" / "requirements.txt"
         result = subprocess.run(
@@ -90,6 +92,8 @@ def lambda_code(repository_root: Path) -> lambda_.Code:
         bundling=cdk.BundlingOptions(
             # Never pulled: the local bundler always succeeds or raises.
             image=lambda_.Runtime.PYTHON_3_12.bundling_image,
-            local=LocalPythonBundler(repository_root),
+            # jsii calls try_bundle(output_dir, options) positionally, whereas the generated
+            # Python protocol spells the options out as keywords: hence the cast.
+            local=cast(cdk.ILocalBundling, LocalPythonBundler(repository_root)),
         ),
     )

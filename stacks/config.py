@@ -47,6 +47,11 @@ class StackConfig:
 
 
 def _settings(raw: Any) -> Settings:
+    if raw is None:
+        raise ConfigError(
+            "context 'racecheck' is missing: synthesize with the CDK CLI (it passes cdk.json "
+            "context), e.g. `node_modules/.bin/cdk synth`, not `python app.py` alone"
+        )
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct, IConstruct
 
 from stacks import nag
@@ -38,6 +41,44 @@ def _scope(function: lambda_.Function) -> IConstruct:
     parent = function.node.scope
     assert parent is not None
     return parent
+
+
+def _grant_handlers(
+    functions: PhotoFunctions, *, bucket: s3.IBucket, runners: dynamodb.ITable
+) -> None:
+    photo_objects = bucket.arn_for_objects("*")
+    read_photo = ["s3:GetObject", "s3:GetObjectVersion"]
+    allow(functions.check_image, read_photo, [photo_objects])
+    # ListBucket only so that a missing key answers NoSuchKey rather than AccessDenied.
+    allow(functions.check_image, ["s3:ListBucket"], [bucket.bucket_arn])
+    # Rekognition reads the S3Object with the caller's rights; its Detect* actions have no
+    # resource-level permissions, so "*" is the only possible resource.
+    for function, rekognition_action in (
+        (functions.moderate, "rekognition:DetectModerationLabels"),
+        (functions.read_bibs, "rekognition:DetectText"),
+        (functions.analyze_faces, "rekognition:DetectFaces"),
+    ):
+        allow(function, [rekognition_action], ["*"])
+        allow(function, read_photo, [photo_objects])
+    functions.decide.add_environment("RUNNERS_TABLE_NAME", runners.table_name)
+    allow(functions.decide, ["dynamodb:GetItem", "dynamodb:BatchGetItem"], [runners.table_arn])
+
+
+def _grant_state_machine(
+    state_machine: sfn.StateMachine, *, functions: PhotoFunctions, tables: Tables, alerts: Alerts
+) -> None:
+    # Exactly the service integrations the definition uses. CDK derives no grants from a
+    # string definition, and its grant helpers would add "<function arn>:*" and "index/*".
+    allow(
+        state_machine,
+        ["lambda:InvokeFunction"],
+        [function.function_arn for function in functions.by_id.values()],
+    )
+    allow(state_machine, ["dynamodb:GetItem", "dynamodb:PutItem"], [tables.results.table_arn])
+    allow(state_machine, ["dynamodb:UpdateItem"], [tables.evidence.table_arn])
+    allow(state_machine, ["sns:Publish"], [alerts.topic.topic_arn])
+    # Publishing to a KMS-encrypted topic needs a data key from the topic's key.
+    allow(state_machine, ["kms:GenerateDataKey", "kms:Decrypt"], [alerts.key.key_arn])
 
 
 class RacecheckStack(cdk.Stack):
@@ -93,43 +134,12 @@ class RacecheckStack(cdk.Stack):
             state_machine=workflow.state_machine,
         )
 
-        # Handlers. check_image lists the bucket only to tell NoSuchKey from AccessDenied.
         bucket = ingest.bucket
-        photo_objects = bucket.arn_for_objects("*")
-        allow(functions.check_image, ["s3:GetObject", "s3:GetObjectVersion"], [photo_objects])
-        allow(functions.check_image, ["s3:ListBucket"], [bucket.bucket_arn])
-        # Rekognition reads the S3Object with the caller's rights; its Detect* actions have no
-        # resource-level permissions, so "*" is the only possible resource.
-        rekognition_actions = {
-            functions.moderate: "rekognition:DetectModerationLabels",
-            functions.read_bibs: "rekognition:DetectText",
-            functions.analyze_faces: "rekognition:DetectFaces",
-        }
-        rekognition_functions = list(rekognition_actions)
-        for function, rekognition_action in rekognition_actions.items():
-            allow(function, [rekognition_action], ["*"])
-            allow(function, ["s3:GetObject", "s3:GetObjectVersion"], [photo_objects])
-        functions.decide.add_environment("RUNNERS_TABLE_NAME", tables.runners.table_name)
-        allow(
-            functions.decide,
-            ["dynamodb:GetItem", "dynamodb:BatchGetItem"],
-            [tables.runners.table_arn],
-        )
-
-        # State machine: exactly the service integrations the definition uses. CDK derives no
-        # grants from a string definition, and its grant helpers add "<arn>:*" / "index/*".
         state_machine = workflow.state_machine
-        allow(
-            state_machine,
-            ["lambda:InvokeFunction"],
-            [function.function_arn for function in functions.by_id.values()],
-        )
-        allow(state_machine, ["dynamodb:GetItem", "dynamodb:PutItem"], [tables.results.table_arn])
-        allow(state_machine, ["dynamodb:UpdateItem"], [tables.evidence.table_arn])
-        allow(state_machine, ["sns:Publish"], [alerts.topic.topic_arn])
-        # Publishing to a KMS-encrypted topic needs a data key from the topic's key.
-        allow(state_machine, ["kms:GenerateDataKey", "kms:Decrypt"], [alerts.key.key_arn])
+        _grant_handlers(functions, bucket=bucket, runners=tables.runners)
+        _grant_state_machine(state_machine, functions=functions, tables=tables, alerts=alerts)
 
+        rekognition_functions = [functions.moderate, functions.read_bibs, functions.analyze_faces]
         ingest_bucket_resource = bucket.node.default_child
         assert isinstance(ingest_bucket_resource, cdk.CfnElement)
         self.nag_acknowledgments = nag.racecheck_acknowledgments(

@@ -1,0 +1,91 @@
+"""Which texts in a DetectText response are bib numbers (pure stdlib: bundled into Lambdas).
+
+Real responses hold LINEs and their WORDs: "2026", "MARATHON", "#3631", partial reads.
+A text is a candidate when, once a leading ``#`` and trailing punctuation are stripped, it
+is all digits. A candidate becomes a bib when it passes every rule in ``Settings``; one
+that fails a rule is kept as a near miss with the rule's code, so a reviewer can see what
+was almost read. The same number read as a LINE and as a WORD (or twice) is reported once,
+with its most confident read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from racecheck.core.settings import Settings
+
+LOW_CONFIDENCE = "LOW_CONFIDENCE"
+TOO_SMALL = "TOO_SMALL"
+STOP_WORD = "STOP_WORD"
+WRONG_LENGTH = "WRONG_LENGTH"
+OUT_OF_RANGE = "OUT_OF_RANGE"
+
+# A lone digit is everywhere in a photo (shirts, signs, watches); it is not worth a near miss.
+MIN_DIGITS_FOR_NEAR_MISS = 2
+BOX_KEYS = ("Left", "Top", "Width", "Height")
+
+
+@dataclass(frozen=True)
+class BibReading:
+    bibs: list[dict[str, Any]] = field(default_factory=list)
+    near_misses: list[dict[str, Any]] = field(default_factory=list)
+
+
+def bib_number(text: str) -> str | None:
+    """``#3631`` -> ``3631``; None unless the text is a number."""
+    stripped = text.strip().lstrip("#").strip().rstrip(".,:;-")
+    if stripped and stripped.isascii() and stripped.isdigit():
+        return stripped
+    return None
+
+
+def why_not_a_bib(number: str, confidence: float, box: Mapping[str, float],
+                  settings: Settings) -> str | None:
+    """The first rule the read breaks, or None when it is a bib."""
+    if number in settings.bib_stop_words:
+        return STOP_WORD
+    if not settings.bib_min_digits <= len(number) <= settings.bib_max_digits:
+        return WRONG_LENGTH
+    value = int(number)
+    if ((settings.bib_min_value is not None and value < settings.bib_min_value)
+            or (settings.bib_max_value is not None and value > settings.bib_max_value)):
+        return OUT_OF_RANGE
+    if box["Height"] < settings.bib_min_text_height:
+        return TOO_SMALL
+    if confidence < settings.bib_min_confidence:
+        return LOW_CONFIDENCE
+    return None
+
+
+def _box_of(detection: Mapping[str, Any]) -> dict[str, float] | None:
+    try:
+        raw = detection["Geometry"]["BoundingBox"]
+        return {key: float(raw[key]) for key in BOX_KEYS}
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def extract_bibs(detect_text_response: Mapping[str, Any], settings: Settings) -> BibReading:
+    best: dict[str, tuple[dict[str, Any], str | None]] = {}
+    for detection in detect_text_response.get("TextDetections", []):
+        number = bib_number(str(detection.get("DetectedText", "")))
+        box = _box_of(detection)
+        if number is None or box is None:
+            continue
+        confidence = float(detection.get("Confidence", 0.0))
+        why = why_not_a_bib(number, confidence, box, settings)
+        if why == WRONG_LENGTH and len(number) < MIN_DIGITS_FOR_NEAR_MISS:
+            continue
+        read = {"number": number, "confidence": round(confidence, 3), "box": box}
+        known = best.get(number)
+        # A passing read beats a failing one; otherwise the more confident read wins.
+        if known is None or (why is None, confidence) > (known[1] is None,
+                                                         known[0]["confidence"]):
+            best[number] = (read, why)
+    bibs = [read for read, why in best.values() if why is None]
+    near_misses = [{**read, "why": why} for read, why in best.values() if why is not None]
+    bibs.sort(key=lambda read: -read["confidence"])
+    near_misses.sort(key=lambda read: -read["confidence"])
+    return BibReading(bibs=bibs, near_misses=near_misses)
