@@ -48,9 +48,22 @@ def test_given_the_definition_when_asl_validator_runs_then_it_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_given_the_definition_when_statelint_runs_then_it_passes() -> None:
+# statelint 3.1.0's path grammar has no hyphen in names, so it rejects the bracket path
+# $.detail.object['version-id'] that S3's EventBridge event requires (asl-validator and Step
+# Functions accept it). Only findings on such paths are tolerated.
+HYPHENATED_PATH_FIELDS = ("States.RecordError.Item.version",)
+
+
+def test_given_the_definition_when_statelint_runs_then_only_its_hyphen_gap_remains() -> None:
     result = statelint(DEFINITION)
-    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+    # statelint prints a count line ("One error:", "4 errors:"), then one finding per line.
+    findings = [line for line in result.stdout.splitlines() if line.startswith(" ")]
+    unexpected = [line for line in findings
+                  if not any(field in line for field in HYPHENATED_PATH_FIELDS)]
+    assert unexpected == [], result.stdout + result.stderr
+    hyphenated = json.loads(DEFINITION.read_text(encoding="utf-8"))["States"]["RecordError"]
+    assert hyphenated["Parameters"]["Item"]["version"] == {
+        "S.$": "$.detail.object['version-id']"}
 
 
 def test_given_a_dangling_transition_when_validated_then_both_validators_reject_it(
@@ -59,4 +72,4 @@ def test_given_a_dangling_transition_when_validated_then_both_validators_reject_
     broken = broken_copy(tmp_path)
     assert asl_validator(broken).returncode != 0
     result = statelint(broken)
-    assert result.returncode != 0 or "NoSuchState" in result.stdout
+    assert 'No state found named "NoSuchState"' in result.stdout

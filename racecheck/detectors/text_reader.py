@@ -40,6 +40,9 @@ EDGE_MARGIN_PX = 2.0
 MIN_RECOGNITION_SCORE = 0.5
 RECOGNIZER_HEIGHT_PX = 48
 SAME_PLACE_OVERLAP = 0.5
+SECOND_LOOK_MARGIN_X = 0.6
+SECOND_LOOK_MARGIN_Y = 0.2
+SECOND_LOOK_MIN_SCORE = 0.9
 
 Polygon = tuple[tuple[float, float], ...]
 ImageArray = NDArray[np.uint8]
@@ -83,7 +86,46 @@ def read_text(image: ImageArray, faces: Sequence[FaceHint]) -> list[TextRead]:
             continue
         torso_scale = min(TORSO_MAX_UPSCALE, TORSO_FACE_HEIGHT_PX / face.height)
         reads.extend(_read_region(image, region, torso_scale, source="torso"))
-    return merge_reads(reads)
+    return [_second_look(image, read) for read in merge_reads(reads)]
+
+
+def _second_look(image: ImageArray, read: TextRead) -> TextRead:
+    """Re-read a number with room around it: the first box may have cut off a digit."""
+    number = digits_of(read.text)
+    if number is None:
+        return read
+    left, top, right, bottom = read.bounds
+    text_height = bottom - top
+    if text_height < 4:
+        return read
+    height, width = image.shape[:2]
+    x0 = int(max(0.0, left - SECOND_LOOK_MARGIN_X * text_height))
+    x1 = int(min(float(width), right + SECOND_LOOK_MARGIN_X * text_height))
+    y0 = int(max(0.0, top - SECOND_LOOK_MARGIN_Y * text_height))
+    y1 = int(min(float(height), bottom + SECOND_LOOK_MARGIN_Y * text_height))
+    crop = image[y0:y1, x0:x1]
+    scale = min(TORSO_MAX_UPSCALE, RECOGNIZER_HEIGHT_PX / max(1, y1 - y0))
+    resized = cv2.resize(crop, (max(8, round((x1 - x0) * scale)), max(8, round((y1 - y0) * scale))),
+                         interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+    text, score = recognise_lines([np.ascontiguousarray(resized[:, :, ::-1])])[0]
+    again = _digit_core(text)
+    if not again or again == number:
+        return read
+    if number in again and score >= SECOND_LOOK_MIN_SCORE:
+        polygon = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+        return TextRead(again, round(min(read.confidence, score * 100), 3),
+                        tuple((float(x), float(y)) for x, y in polygon), read.source)
+    if again in number:
+        return read
+    # The two looks disagree: keep the first read but let the bib rules see the doubt.
+    return TextRead(read.text, round(read.confidence * (1 - score / 2), 3), read.polygon,
+                    read.source)
+
+
+def _digit_core(text: str) -> str | None:
+    """The digits of a re-read, ignoring stray marks at either end (``|61527.``)."""
+    core = text.strip().strip("#|.,:;-_'\"()[] ")
+    return core if core.isascii() and core.isdigit() else None
 
 
 def _torso_faces(faces: Sequence[FaceHint]) -> list[FaceHint]:
