@@ -33,8 +33,7 @@ typecheck:
 	$(BIN)/mypy racecheck lambdas stacks app.py
 
 synth:
-	node_modules/.bin/cdk synth --quiet > /dev/null
-	$(BIN)/cfn-lint cdk.out/*.template.json --ignore-checks W3005
+	scripts/synth_check.sh
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out demo-out racecheck-out
