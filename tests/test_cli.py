@@ -28,9 +28,10 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage:" in result.output
-    leaf = main
+    leaf: click.Command = main
     for name in command:
-        leaf = leaf.commands[name]  # type: ignore[attr-defined]
+        assert isinstance(leaf, click.Group)
+        leaf = leaf.commands[name]
     if not isinstance(leaf, click.Group):
         assert "Example:" in result.output
 

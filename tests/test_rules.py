@@ -33,9 +33,9 @@ def runner(bib: str, gender: str, age_min: int, age_max: int | None) -> Runner:
     category = f"{age_min}+" if age_max is None else f"{age_min}-{age_max}"
     return Runner(
         bib=bib,
-        gender=gender,
+        gender=gender,  # type: ignore[arg-type]
         age_min=age_min,
-        age_max=age_max,  # type: ignore[arg-type]
+        age_max=age_max,
         category=category,
     )
 

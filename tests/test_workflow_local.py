@@ -49,7 +49,7 @@ class ScriptedRekognition:
         return load_fixture(f"rekognition/{step}.json")
 
 
-CLEAN_MALE = {
+CLEAN_MALE: dict[str, str | list[str | RekognitionError]] = {
     "DetectModerationLabels": "detect_moderation_clean",
     "DetectText": "detect_text_bib_3631",
     "DetectFaces": "detect_faces_male_29_45",
@@ -248,9 +248,9 @@ def test_throttled_rekognition_recovers_after_retries(
     stack: LocalStack, rekognition: ScriptedRekognition, retry_sleeps: list[float]
 ) -> None:
     # given DetectText throttled twice, then answering
-    rekognition.script(
-        "busy.jpg", **{**CLEAN_MALE, "DetectText": [THROTTLED, THROTTLED, "detect_text_bib_3631"]}
-    )
+    throttled_twice: list[str | RekognitionError] = [THROTTLED, THROTTLED,
+                                                     "detect_text_bib_3631"]
+    rekognition.script("busy.jpg", **{**CLEAN_MALE, "DetectText": throttled_twice})
     _, record = check(stack, "busy.jpg", make_jpeg())
     assert record["verdict"] == "PASS"
     assert rekognition.calls[("busy.jpg", "DetectText")] == 3
@@ -262,7 +262,8 @@ def test_throttled_rekognition_recovers_after_retries(
 def test_rekognition_failing_for_good_records_an_error(
     stack: LocalStack, rekognition: ScriptedRekognition, retry_sleeps: list[float]
 ) -> None:
-    rekognition.script("doomed.jpg", **{**CLEAN_MALE, "DetectText": [THROTTLED]})
+    always_throttled: list[str | RekognitionError] = [THROTTLED]
+    rekognition.script("doomed.jpg", **{**CLEAN_MALE, "DetectText": always_throttled})
     execution, record = check(stack, "doomed.jpg", make_jpeg())
     assert execution["status"] == "SUCCEEDED"
     assert record["verdict"] == "ERROR"

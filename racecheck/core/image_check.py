@@ -73,7 +73,7 @@ def inspect_header(head: bytes, *, size_bytes: int, settings: Settings) -> Image
         return _rejected(reason, size_bytes=size_bytes, bytes_read=read,
                          detail=f"{type(error).__name__}: {error}")
 
-    known = {"format": image_format, "width": width, "height": height}
+    known: dict[str, Any] = {"format": image_format, "width": width, "height": height}
     if image_format not in SUPPORTED_FORMATS:
         return _rejected("UNSUPPORTED_FORMAT", size_bytes=size_bytes, bytes_read=read,
                          detail=f"{image_format} is not JPEG or PNG", **known)

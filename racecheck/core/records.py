@@ -7,7 +7,7 @@ integrations, so the item is already in DynamoDB's attribute-value form.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -73,7 +73,7 @@ def _describe_link(link: Mapping[str, Any]) -> str:
 
 
 def alert_for(*, photo: Mapping[str, Any], verdict: str, reasons: list[str], summary: str,
-              links: list[Mapping[str, Any]]) -> dict[str, Any]:
+              links: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     bibs = ", ".join(str(link.get("bib")) for link in links) or "no bib"
     subject = f"racecheck {verdict}: {bibs} ({', '.join(reasons)})"
     if len(subject) > SUBJECT_LIMIT:

@@ -182,7 +182,7 @@ class LocalStack:
         return from_attribute_values(item) if item else None
 
     def drain_alerts(self) -> list[dict[str, Any]]:
-        alerts = []
+        alerts: list[dict[str, Any]] = []
         while True:
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
@@ -292,7 +292,7 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
         stack.callback(moto_logger.setLevel, moto_logger.level)
         moto_logger.setLevel(logging.CRITICAL)
         stack.enter_context(mock.patch.dict(os.environ, environment))
-        stack.enter_context(mock_aws(config=config))  # type: ignore[arg-type]
+        stack.enter_context(mock_aws(config=config))  # type: ignore[call-overload]
         import importlib
 
         from lambdas import shared
