@@ -155,7 +155,8 @@ def judge_image(entry: dict[str, Any], bibs: list[dict[str, Any]],
         face_box = _normalized_to_pixels(faces[face_index]["box"], width, height)
         if _iou(face_box, _pixel_box(label_face)) >= SAME_FACE_IOU:
             linked.append(number)
-    misread, unlabelled = [], []
+    misread: list[str] = []
+    unlabelled: list[str] = []
     for number, bib in reported.items():
         if number in labelled:
             continue

@@ -20,7 +20,8 @@ from racecheck.detectors import engines
 from racecheck.detectors.text_reader import FaceHint
 
 DETECTOR_MAX_SIDE_PX = 960
-MIN_FACE_CONFIDENCE = 60.0
+MIN_FACE_CONFIDENCE = 75.0
+SAME_FACE_OVERLAP = 0.3
 AGE_BELOW_YEARS = 8
 AGE_ABOVE_YEARS = 18
 MIN_FACE_SIDE_FOR_ATTRIBUTES_PX = 12
@@ -68,7 +69,20 @@ def find_faces(image: ImageArray) -> list[FaceHint]:
         if x1 - x0 < 2 or y1 - y0 < 2:
             continue
         faces.append(FaceHint(x0, y0, x1 - x0, y1 - y0, float(confidence)))
-    return sorted(faces, key=lambda face: -face.confidence)
+    kept: list[FaceHint] = []
+    for face in sorted(faces, key=lambda face: -face.confidence):
+        # One head, one face: a weaker box on or inside a stronger one is the same face.
+        if all(_overlap(face, other) < SAME_FACE_OVERLAP for other in kept):
+            kept.append(face)
+    return kept
+
+
+def _overlap(a: FaceHint, b: FaceHint) -> float:
+    width = min(a.left + a.width, b.left + b.width) - max(a.left, b.left)
+    height = min(a.top + a.height, b.top + b.height) - max(a.top, b.top)
+    if width <= 0 or height <= 0:
+        return 0.0
+    return width * height / min(a.width * a.height, b.width * b.height)
 
 
 def estimate_faces(image: ImageArray, faces: Sequence[FaceHint]) -> list[FaceEstimate]:

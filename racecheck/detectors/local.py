@@ -113,7 +113,7 @@ def _word_polygons(read: TextRead, words: Sequence[str]
     """Split a line's box along its baseline in proportion to each word's characters."""
     top_left, top_right, bottom_right, bottom_left = read.polygon[:4]
     total = sum(len(word) for word in words) + len(words) - 1
-    polygons = []
+    polygons: list[tuple[tuple[float, float], ...]] = []
     start = 0
     for word in words:
         end = start + len(word)

@@ -115,11 +115,8 @@ def _second_look(image: ImageArray, read: TextRead) -> TextRead:
         polygon = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
         return TextRead(again, round(min(read.confidence, score * 100), 3),
                         tuple((float(x), float(y)) for x, y in polygon), read.source)
-    if again in number:
-        return read
-    # The two looks disagree: keep the first read but let the bib rules see the doubt.
-    return TextRead(read.text, round(read.confidence * (1 - score / 2), 3), read.polygon,
-                    read.source)
+    # A shorter or different second read is weaker evidence than the first: keep the first.
+    return read
 
 
 def _digit_core(text: str) -> str | None:
@@ -157,7 +154,7 @@ def _read_region(image: ImageArray, region: tuple[int, int, int, int], scale: fl
     interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
     resized = cv2.resize(crop, new_size, interpolation=interpolation)
     # RapidOCR's models were trained on BGR input (it reads files with OpenCV).
-    bgr = np.ascontiguousarray(resized[:, :, ::-1])
+    bgr: ImageArray = np.ascontiguousarray(resized[:, :, ::-1], dtype=np.uint8)
     boxes = _detect_text_boxes(bgr)
     if not boxes:
         return []

@@ -63,6 +63,8 @@ def detect_locally(operation: str, image: bytes, params: dict[str, Any]) -> dict
 
 
 def _warm_up() -> None:
+    # One ONNX thread per worker: the workers share the cores between them.
+    os.environ["RACECHECK_DETECTOR_THREADS"] = "1"
     _detector()
 
 

@@ -1,0 +1,107 @@
+"""extract_bibs on DetectText responses shaped like the real API's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.validate import validate_parameters
+
+from racecheck.core.bibs import (
+    LOW_CONFIDENCE,
+    OUT_OF_RANGE,
+    STOP_WORD,
+    TOO_SMALL,
+    WRONG_LENGTH,
+    extract_bibs,
+)
+from racecheck.core.settings import Settings
+
+
+def _detection(text: str, kind: str, ident: int, *, confidence: float = 99.0,
+               height: float = 0.05, left: float = 0.4, parent: int | None = None
+               ) -> dict[str, Any]:
+    box = {"Width": 0.1, "Height": height, "Left": left, "Top": 0.5}
+    detection: dict[str, Any] = {
+        "DetectedText": text, "Type": kind, "Id": ident, "Confidence": confidence,
+        "Geometry": {"BoundingBox": box, "Polygon": [
+            {"X": left, "Y": 0.5}, {"X": left + 0.1, "Y": 0.5},
+            {"X": left + 0.1, "Y": 0.5 + height}, {"X": left, "Y": 0.5 + height}]},
+    }
+    if parent is not None:
+        detection["ParentId"] = parent
+    return detection
+
+
+def _response(*detections: dict[str, Any]) -> dict[str, Any]:
+    response = {"TextDetections": list(detections), "TextModelVersion": "3.0"}
+    model = botocore.session.get_session().create_client(
+        "rekognition", region_name="us-east-1").meta.service_model
+    validate_parameters(response, model.operation_model("DetectText").output_shape)
+    return response
+
+
+def test_given_a_real_style_response_when_extracting_then_only_the_number_is_a_bib(
+        settings: Settings) -> None:
+    # Given: a LINE "#3631 MARATHON" with its WORDs and a year on a banner
+    response = _response(
+        _detection("#3631 MARATHON", "LINE", 0),
+        _detection("2026", "LINE", 1, left=0.1, height=0.02),
+        _detection("#3631", "WORD", 2, parent=0),
+        _detection("MARATHON", "WORD", 3, parent=0),
+        _detection("2026", "WORD", 4, parent=1, left=0.1, height=0.02),
+    )
+    # When
+    reading = extract_bibs(response, settings)
+    # Then: 3631 once (LINE and WORD deduplicated), 2026 too (no stop words by default)
+    assert sorted(bib["number"] for bib in reading.bibs) == ["2026", "3631"]
+    bib = next(bib for bib in reading.bibs if bib["number"] == "3631")
+    assert bib["box"] == {"Left": 0.4, "Top": 0.5, "Width": 0.1, "Height": 0.05}
+    assert reading.near_misses == []
+
+
+def test_given_a_stop_word_when_extracting_then_it_is_a_near_miss(settings: Settings) -> None:
+    tuned = Settings.from_mapping({**settings.to_dict(), "bib_stop_words": ["2026"]})
+    reading = extract_bibs(_response(_detection("2026", "WORD", 0, parent=None)), tuned)
+    assert reading.bibs == []
+    assert [(miss["number"], miss["why"]) for miss in reading.near_misses] == [
+        ("2026", STOP_WORD)]
+
+
+@pytest.mark.parametrize(("text", "confidence", "height", "overrides", "why"), [
+    ("3631", 40.0, 0.05, {}, LOW_CONFIDENCE),
+    ("3631", 99.0, 0.001, {}, TOO_SMALL),
+    ("1234567", 99.0, 0.05, {}, WRONG_LENGTH),
+    ("9999", 99.0, 0.05, {"bib_max_value": 5000}, OUT_OF_RANGE),
+])
+def test_given_a_read_breaking_one_rule_when_extracting_then_the_rule_is_named(
+        settings: Settings, text: str, confidence: float, height: float,
+        overrides: dict[str, Any], why: str) -> None:
+    tuned = Settings.from_mapping({**settings.to_dict(), **overrides})
+    reading = extract_bibs(
+        _response(_detection(text, "LINE", 0, confidence=confidence, height=height)), tuned)
+    assert reading.bibs == []
+    assert [miss["why"] for miss in reading.near_misses] == [why]
+
+
+def test_given_words_and_single_digits_when_extracting_then_they_are_ignored(
+        settings: Settings) -> None:
+    reading = extract_bibs(_response(
+        _detection("FINISH", "LINE", 0), _detection("7", "LINE", 1),
+        _detection("14:22", "LINE", 2), _detection("2.13.3", "LINE", 3)), settings)
+    assert reading.bibs == [] and reading.near_misses == []
+
+
+def test_given_a_passing_and_a_failing_read_of_one_number_then_the_bib_wins(
+        settings: Settings) -> None:
+    reading = extract_bibs(_response(
+        _detection("3631", "LINE", 0, confidence=50.0),
+        _detection("3631", "LINE", 1, confidence=95.0, left=0.1)), settings)
+    assert [(bib["number"], bib["confidence"]) for bib in reading.bibs] == [("3631", 95.0)]
+    assert reading.near_misses == []
+
+
+def test_given_an_empty_response_then_nothing_is_read(settings: Settings) -> None:
+    reading = extract_bibs(_response(), settings)
+    assert reading.bibs == [] and reading.near_misses == []

@@ -1,0 +1,144 @@
+"""The offline detectors: real models on generated and shared images, no network."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.validate import validate_parameters
+from PIL import Image, ImageDraw, ImageFont
+
+pytest.importorskip("rapidocr_onnxruntime", reason="offline detectors not installed")
+
+from racecheck.detectors import engines
+from racecheck.detectors.local import LocalRekognition
+
+RBNR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "rbnr"
+
+
+def _validate(operation: str, response: dict[str, Any]) -> None:
+    model = botocore.session.get_session().create_client(
+        "rekognition", region_name="us-east-1").meta.service_model
+    validate_parameters(response, model.operation_model(operation).output_shape)
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _rendered_bib(number: str) -> bytes:
+    image = Image.new("RGB", (800, 600), (90, 120, 160))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((200, 200, 600, 380), fill=(250, 250, 250), outline="black", width=4)
+    draw.text((240, 220), number, fill="black", font=ImageFont.load_default(size=120))
+    return _png(image)
+
+
+def _face_photo() -> bytes:
+    if not RBNR.is_dir():
+        pytest.skip(f"RBNR dataset absent at {RBNR}")
+    entry = json.loads((RBNR / "set2" / "ground_truth.json").read_text())[0]
+    face = entry["bibs"][0]["face_box"]
+    with Image.open(RBNR / "set2" / entry["file"]) as photo:
+        # The head alone (a quarter face of margin), centred on a plain background, so
+        # that no other runner shares the picture.
+        margin = face["width"] / 4
+        head = photo.convert("RGB").crop((
+            int(face["left"] - margin), int(face["top"] - margin),
+            int(face["left"] + face["width"] + margin), int(face["top"] + face["height"] + margin)))
+    crop = Image.new("RGB", (head.width * 3, head.height * 3), (200, 200, 200))
+    crop.paste(head, (head.width, head.height))
+    return _png(crop)
+
+
+@pytest.fixture(scope="module")
+def detector() -> LocalRekognition:
+    return LocalRekognition()
+
+
+def test_given_a_rendered_bib_when_detecting_text_then_the_number_is_read(
+        detector: LocalRekognition) -> None:
+    response = detector.detect_text(_rendered_bib("3631"))
+    _validate("DetectText", response)
+    lines = [item for item in response["TextDetections"] if item["Type"] == "LINE"]
+    words = [item for item in response["TextDetections"] if item["Type"] == "WORD"]
+    assert [line["DetectedText"] for line in lines] == ["3631"]
+    assert [word["ParentId"] for word in words] == [lines[0]["Id"]]
+    box = lines[0]["Geometry"]["BoundingBox"]
+    assert 0.25 < box["Left"] < 0.4 and 0.3 < box["Top"] < 0.5
+    assert 0 <= lines[0]["Confidence"] <= 100 and lines[0]["Confidence"] > 90
+
+
+def test_given_a_blank_image_when_detecting_then_nothing_is_found(
+        detector: LocalRekognition) -> None:
+    blank = _png(Image.new("RGB", (640, 480), (128, 128, 128)))
+    text = detector.detect_text(blank)
+    faces = detector.detect_faces(blank, ["ALL"])
+    moderation = detector.detect_moderation_labels(blank, 50.0)
+    for operation, response in (("DetectText", text), ("DetectFaces", faces),
+                                ("DetectModerationLabels", moderation)):
+        _validate(operation, response)
+    assert text["TextDetections"] == []
+    assert faces["FaceDetails"] == []
+    assert moderation["ModerationLabels"] == []
+
+
+def test_given_a_photo_of_a_face_when_detecting_faces_then_one_face_has_age_and_gender(
+        detector: LocalRekognition) -> None:
+    photo = _face_photo()
+    response = detector.detect_faces(photo, ["ALL"])
+    _validate("DetectFaces", response)
+    assert len(response["FaceDetails"]) == 1
+    face = response["FaceDetails"][0]
+    assert face["AgeRange"]["Low"] < face["AgeRange"]["High"]
+    # The model runs young: the range is wide on purpose.
+    assert face["AgeRange"]["High"] - face["AgeRange"]["Low"] >= 20
+    assert face["Gender"]["Value"] in ("Male", "Female")
+    assert 50 <= face["Gender"]["Confidence"] <= 100
+    box = face["BoundingBox"]
+    assert 0.15 < box["Left"] + box["Width"] / 2 < 0.85
+    assert "Sunglasses" not in face  # no model for it: left out, not invented
+
+
+def test_given_default_attributes_then_no_age_or_gender_is_returned(
+        detector: LocalRekognition) -> None:
+    response = detector.detect_faces(_face_photo(), ["DEFAULT"])
+    _validate("DetectFaces", response)
+    face = response["FaceDetails"][0]
+    assert "AgeRange" not in face and "Gender" not in face
+    assert {landmark["Type"] for landmark in face["Landmarks"]} == {
+        "eyeLeft", "eyeRight", "nose"}
+
+
+def test_given_sockets_are_blocked_when_models_load_and_run_then_all_calls_work(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given: every model must be loaded afresh, and any connection attempt fails loudly
+    for loader in (engines.ocr_engine, engines.age_gender_estimator,
+                   engines.landmark_predictor, engines.nsfw_classifier):
+        loader.cache_clear()
+    attempts: list[Any] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise OSError("network access attempted in an offline test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection",
+                        lambda *args, **kwargs: refuse(None, args))  # type: ignore[arg-type]
+    detector = LocalRekognition()
+    photo = _rendered_bib("2045")
+    # When
+    text = detector.detect_text(photo)
+    detector.detect_faces(photo, ["ALL"])
+    detector.detect_moderation_labels(photo, 50.0)
+    # Then
+    assert attempts == []
+    assert "2045" in [item["DetectedText"] for item in text["TextDetections"]]
