@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 PHOTOS_DIR_NAME = "photos"
 RUNNERS_CSV_NAME = "runners.csv"
@@ -99,6 +99,7 @@ UNREGISTERED_BIB = "9031"
 # Bib positions on the torso below each face, chosen by looking at the sample photos.
 REGISTERED_ON_ASTRONAUT = BibPlacement("1234", (205, 385), 150, -3.0, (200, 32, 45))
 SWAPPED_ON_ASTRONAUT = BibPlacement("5078", (307, 385), 150, 4.0, (200, 32, 45))
+SWAPPED_AGAIN_ON_ASTRONAUT = BibPlacement("5078", (210, 390), 145, -5.0, (200, 32, 45))
 UNREGISTERED_ON_HOPPER = BibPlacement(UNREGISTERED_BIB, (300, 515), 170, 2.0, (20, 90, 170))
 REGISTERED_ON_CAMERAMAN = BibPlacement("2417", (125, 300), 110, 8.0, (200, 32, 45))
 
@@ -256,6 +257,22 @@ def build_demo_set(out_dir: Path) -> DemoSet:
         )
     )
 
+    # A second photo of the same swap, further down the course: one photo is weak evidence,
+    # two that agree make the runner a suspect (reported once).
+    again = ImageEnhance.Brightness(load_sample(ASTRONAUT)).enhance(0.92)
+    box = place_bib(again, SWAPPED_AGAIN_ON_ASTRONAUT)
+    _save_jpeg(again, photos_dir / "06 bib swap, km 30.jpg")
+    photos.append(
+        DemoPhoto(
+            key="06 bib swap, km 30.jpg",
+            shows="the same swap seen again later in the race: with two inconsistent photos, "
+            "bib 5078 becomes a suspect and one SUSPECT alert goes out",
+            meant_verdicts=("FAIL", "REVIEW"),
+            bib="5078",
+            bib_box=box,
+        )
+    )
+
     unregistered = load_sample(GRACE_HOPPER)
     box = place_bib(unregistered, UNREGISTERED_ON_HOPPER)
     _save_jpeg(unregistered, photos_dir / "03 unregistered bib.jpg")
@@ -302,7 +319,8 @@ def build_demo_set(out_dir: Path) -> DemoSet:
     photos.append(
         DemoPhoto(
             key="05 truncated upload.jpg",
-            shows="a JPEG cut off mid-upload: rejected as corrupt, never sent to the detectors",
+            shows="a JPEG cut off mid-upload: its header passes, the detectors refuse its "
+            "pixels as Rekognition would, and it is rejected as corrupt",
             meant_verdicts=("REJECTED", "ERROR"),
         )
     )

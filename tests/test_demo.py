@@ -81,7 +81,7 @@ def test_given_the_demo_set_then_it_holds_each_kind_of_input(demo_set: DemoSet) 
         except OSError:
             continue
         assert photo.meant_verdicts != ("REJECTED",)
-    assert len(readable) == 5
+    assert len(readable) == 6
 
     # a truncated JPEG: it opens as a JPEG but its pixels cannot be read
     truncated = demo_set.photos_dir / "05 truncated upload.jpg"

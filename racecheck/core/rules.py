@@ -164,8 +164,9 @@ def decide_photo(*, image: Mapping[str, Any] | None, moderation: Mapping[str, An
     if moderation.get("accepted") is False:
         codes = (unique(str(code) for code in moderation.get("reasons") or [])
                  or [MODERATION_UNSPECIFIED])
-        return Decision(REJECTED, codes, summary=f"Photo rejected by moderation: "
-                                                 f"{', '.join(codes)}.")
+        # Rekognition refusing the image itself also arrives through the moderation step.
+        by_whom = " by moderation" if all(code.startswith("MODERATION:") for code in codes) else ""
+        return Decision(REJECTED, codes, summary=f"Photo rejected{by_whom}: {', '.join(codes)}.")
     if bibs is None:
         return error_decision([BIBS_MISSING])
     distinct_bibs = merge_repeated_reads(bibs)
