@@ -6,11 +6,18 @@ is all digits. A candidate becomes a bib when it passes every rule in ``Settings
 that fails a rule is kept as a near miss with the rule's code, so a reviewer can see what
 was almost read. The same number read as a LINE and as a WORD (or twice) is reported once,
 with its most confident read.
+
+A WORD whose LINE (``ParentId``) also holds words with letters is part of a text, not a
+bib: the ``2026`` of "MARATHON 2026", the ``10`` of "10 KM", a date or an address. It is a
+near miss ``IN_TEXT_LINE``. Two exceptions keep real bibs: a LINE that is itself a number
+is a candidate as before, and a WORD written with a number sign (``#3631`` in "#3631
+MARATHON") announces itself as a number, which is how bibs are printed next to the
+event's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +28,7 @@ TOO_SMALL = "TOO_SMALL"
 STOP_WORD = "STOP_WORD"
 WRONG_LENGTH = "WRONG_LENGTH"
 OUT_OF_RANGE = "OUT_OF_RANGE"
+IN_TEXT_LINE = "IN_TEXT_LINE"
 
 # A lone digit is everywhere in a photo (shirts, signs, watches); it is not worth a near miss.
 MIN_DIGITS_FOR_NEAR_MISS = 2
@@ -59,6 +67,25 @@ def why_not_a_bib(number: str, confidence: float, box: Mapping[str, float],
     return None
 
 
+def is_text_word(token: str) -> bool:
+    """A word of prose or labels (``MARATHON``, ``10K``): it holds a letter."""
+    return any(character.isalpha() for character in token)
+
+
+def _text_line_ids(detections: Sequence[Mapping[str, Any]]) -> set[Any]:
+    """Ids of the LINEs that hold at least one word with letters."""
+    return {detection.get("Id") for detection in detections
+            if detection.get("Type") == "LINE"
+            and any(is_text_word(token) for token in str(detection.get("DetectedText", ""))
+                    .split())}
+
+
+def _in_text_line(detection: Mapping[str, Any], text_lines: set[Any]) -> bool:
+    if detection.get("Type") != "WORD" or detection.get("ParentId") not in text_lines:
+        return False
+    return not str(detection.get("DetectedText", "")).strip().startswith("#")
+
+
 def _box_of(detection: Mapping[str, Any]) -> dict[str, float] | None:
     try:
         raw = detection["Geometry"]["BoundingBox"]
@@ -68,8 +95,11 @@ def _box_of(detection: Mapping[str, Any]) -> dict[str, float] | None:
 
 
 def extract_bibs(detect_text_response: Mapping[str, Any], settings: Settings) -> BibReading:
+    """Bibs and near misses among a DetectText response's LINEs and WORDs."""
+    detections: list[Mapping[str, Any]] = list(detect_text_response.get("TextDetections", []))
+    text_lines = _text_line_ids(detections)
     best: dict[str, tuple[dict[str, Any], str | None]] = {}
-    for detection in detect_text_response.get("TextDetections", []):
+    for detection in detections:
         number = bib_number(str(detection.get("DetectedText", "")))
         box = _box_of(detection)
         if number is None or box is None:
@@ -78,6 +108,8 @@ def extract_bibs(detect_text_response: Mapping[str, Any], settings: Settings) ->
         why = why_not_a_bib(number, confidence, box, settings)
         if why == WRONG_LENGTH and len(number) < MIN_DIGITS_FOR_NEAR_MISS:
             continue
+        if _in_text_line(detection, text_lines):
+            why = IN_TEXT_LINE
         read = {"number": number, "confidence": round(confidence, 3), "box": box}
         known = best.get(number)
         # A passing read beats a failing one; otherwise the more confident read wins.
