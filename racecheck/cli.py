@@ -360,7 +360,10 @@ def _aws_photos_of(table: str, bib: str) -> list[dict[str, Any]]:
     for page in paginator.paginate(TableName=table, IndexName="by_bib",
                                    KeyConditionExpression="bib = :bib",
                                    ExpressionAttributeValues={":bib": {"S": bib}}):
-        rows += [from_attribute_values(item) for item in page["Items"]]
+        for item in page["Items"]:
+            row = from_attribute_values(item)
+            row["verdict"] = row.pop("photo_verdict", None)
+            rows.append(row)
     return rows
 
 

@@ -229,62 +229,28 @@ def build_demo_set(out_dir: Path) -> DemoSet:
     photos_dir.mkdir(parents=True, exist_ok=True)
     photos: list[DemoPhoto] = []
 
-    registered = load_sample(ASTRONAUT)
-    box = place_bib(registered, REGISTERED_ON_ASTRONAUT)
-    _save_jpeg(registered, photos_dir / "01 registered runner.jpg")
-    photos.append(
-        DemoPhoto(
-            key="01 registered runner.jpg",
-            shows="bib 1234 is registered to Carla Reyes (F, 30-39) and worn by a woman of "
-            "about that age: nothing to report",
-            meant_verdicts=("PASS",),
-            bib="1234",
-            bib_box=box,
-        )
-    )
+    def bib_photo(picture: Image.Image, placement: BibPlacement, key: str, shows: str,
+                  meant: tuple[str, ...]) -> None:
+        box = place_bib(picture, placement)
+        _save_jpeg(picture, photos_dir / key)
+        photos.append(DemoPhoto(key=key, shows=shows, meant_verdicts=meant,
+                                bib=placement.number, bib_box=box))
 
-    swapped = ImageOps.mirror(load_sample(ASTRONAUT))
-    box = place_bib(swapped, SWAPPED_ON_ASTRONAUT)
-    _save_jpeg(swapped, photos_dir / "02 bib swap.jpg")
-    photos.append(
-        DemoPhoto(
-            key="02 bib swap.jpg",
-            shows="deliberate swap: bib 5078 is registered to Tom Becker (M, 60-69) but worn by "
-            "a woman in her thirties",
-            meant_verdicts=("FAIL", "REVIEW"),
-            bib="5078",
-            bib_box=box,
-        )
-    )
-
+    bib_photo(load_sample(ASTRONAUT), REGISTERED_ON_ASTRONAUT, "01 registered runner.jpg",
+              "bib 1234 is registered to Carla Reyes (F, 30-39) and worn by a woman of about "
+              "that age: nothing to report", ("PASS",))
+    bib_photo(ImageOps.mirror(load_sample(ASTRONAUT)), SWAPPED_ON_ASTRONAUT, "02 bib swap.jpg",
+              "deliberate swap: bib 5078 is registered to Tom Becker (M, 60-69) but worn by a "
+              "woman in her thirties", ("FAIL", "REVIEW"))
     # A second photo of the same swap, further down the course: one photo is weak evidence,
     # two that agree make the runner a suspect (reported once).
-    again = ImageEnhance.Brightness(load_sample(ASTRONAUT)).enhance(0.92)
-    box = place_bib(again, SWAPPED_AGAIN_ON_ASTRONAUT)
-    _save_jpeg(again, photos_dir / "06 bib swap, km 30.jpg")
-    photos.append(
-        DemoPhoto(
-            key="06 bib swap, km 30.jpg",
-            shows="the same swap seen again later in the race: with two inconsistent photos, "
-            "bib 5078 becomes a suspect and one SUSPECT alert goes out",
-            meant_verdicts=("FAIL", "REVIEW"),
-            bib="5078",
-            bib_box=box,
-        )
-    )
-
-    unregistered = load_sample(GRACE_HOPPER)
-    box = place_bib(unregistered, UNREGISTERED_ON_HOPPER)
-    _save_jpeg(unregistered, photos_dir / "03 unregistered bib.jpg")
-    photos.append(
-        DemoPhoto(
-            key="03 unregistered bib.jpg",
-            shows=f"bib {UNREGISTERED_BIB} is not in runners.csv (a bandit or a fake bib)",
-            meant_verdicts=("REVIEW",),
-            bib=UNREGISTERED_BIB,
-            bib_box=box,
-        )
-    )
+    bib_photo(ImageEnhance.Brightness(load_sample(ASTRONAUT)).enhance(0.92),
+              SWAPPED_AGAIN_ON_ASTRONAUT, "06 bib swap, km 30.jpg",
+              "the same swap seen again later in the race: with two inconsistent photos, bib "
+              "5078 becomes a suspect and one SUSPECT alert goes out", ("FAIL", "REVIEW"))
+    bib_photo(load_sample(GRACE_HOPPER), UNREGISTERED_ON_HOPPER, "03 unregistered bib.jpg",
+              f"bib {UNREGISTERED_BIB} is not in runners.csv (a bandit or a fake bib)",
+              ("REVIEW",))
 
     _save_jpeg(load_sample(CAT), photos_dir / "04 no runner.jpg")
     photos.append(

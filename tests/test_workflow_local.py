@@ -85,12 +85,15 @@ def stack(
     settings: Settings, rekognition: ScriptedRekognition, retry_sleeps: list[float]
 ) -> Iterator[LocalStack]:
     with local_stack(settings=settings, backend=rekognition) as running:
-        import_runners(
-            parse_runners_csv(RUNNERS_CSV),
-            table_name=running.names.runners_table,
-            dynamodb_client=running.dynamodb,
-        )
+        for row in RUNNERS_CSV.splitlines()[1:]:
+            register(running, row)
         yield running
+
+
+def register(stack: LocalStack, row: str) -> None:
+    """(Re-)import one registration, as `racecheck runners import` would."""
+    import_runners(parse_runners_csv("bib,gender,age_category,name\n" + row),
+                   table_name=stack.names.runners_table, dynamodb_client=stack.dynamodb)
 
 
 def check(stack: LocalStack, key: str, body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -215,16 +218,7 @@ def test_gender_mismatch_fails_and_alerts(
         DetectText="detect_text_bib_3631",
         DetectFaces="detect_faces_male_29_45",
     )
-    stack.dynamodb.put_item(
-        TableName=stack.names.runners_table,
-        Item={
-            "bib": {"S": "3631"},
-            "gender": {"S": "F"},
-            "age_min": {"N": "18"},
-            "age_max": {"N": "39"},
-            "category": {"S": "18-39"},
-        },
-    )
+    register(stack, "3631,F,18-39,Ana")
     _, record = check(stack, "swap.jpg", make_jpeg())
     assert record["verdict"] == "FAIL"
     assert "GENDER_MISMATCH" in record["reasons"]
@@ -289,16 +283,7 @@ def test_same_event_three_times_gives_one_result_and_one_alert(
     stack: LocalStack, rekognition: ScriptedRekognition
 ) -> None:
     # given a photo that earns an alert, and its event delivered three times at once
-    stack.dynamodb.put_item(
-        TableName=stack.names.runners_table,
-        Item={
-            "bib": {"S": "3631"},
-            "gender": {"S": "F"},
-            "age_min": {"N": "18"},
-            "age_max": {"N": "39"},
-            "category": {"S": "18-39"},
-        },
-    )
+    register(stack, "3631,F,18-39,Ana")
     rekognition.script("repeat.jpg", **CLEAN_MALE)
     event = stack.put_photo("repeat.jpg", make_jpeg())
     executions = [stack.start(event) for _ in range(3)]
@@ -346,17 +331,7 @@ def test_two_inconsistent_photos_make_one_suspect_alert(
     stack: LocalStack, rekognition: ScriptedRekognition
 ) -> None:
     # given bib 3631 registered F, and three photos of a man wearing it
-    stack.dynamodb.put_item(
-        TableName=stack.names.runners_table,
-        Item={
-            "bib": {"S": "3631"},
-            "gender": {"S": "F"},
-            "age_min": {"N": "18"},
-            "age_max": {"N": "39"},
-            "category": {"S": "18-39"},
-            "name": {"S": "Ana"},
-        },
-    )
+    register(stack, "3631,F,18-39,Ana")
     for index in range(3):
         rekognition.script(f"km{index}.jpg", **CLEAN_MALE)
         check(stack, f"km{index}.jpg", make_jpeg(colour=f"#{index}{index}5566"))

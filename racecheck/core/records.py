@@ -51,7 +51,8 @@ def from_attribute_values(item: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
 
 
-def _describe_link(link: Mapping[str, Any]) -> str:
+def describe_link(link: Mapping[str, Any]) -> str:
+    """One line per bib: registered vs estimated, and what disagrees."""
     registered = link.get("registered")
     estimated = link.get("estimated")
     if registered:
@@ -84,7 +85,7 @@ def alert_for(*, photo: Mapping[str, Any], verdict: str, reasons: list[str], sum
         f"Reasons: {', '.join(reasons)}",
         summary,
         "",
-        *[_describe_link(link) for link in links],
+        *[describe_link(link) for link in links],
         "",
         "Machine estimates of age and gender are evidence for a human reviewer, not proof.",
     ]
@@ -181,7 +182,8 @@ def build_outcome(*, photo: Mapping[str, Any], decision: Any, image: Mapping[str
                 "bib": bib,
                 "key": photo["key"],
                 "bucket": photo["bucket"],
-                "verdict": verdict,
+                # Not "verdict": the by_verdict index holds the photos' own records only.
+                "photo_verdict": verdict,
                 "outcome": evidence.get("outcome", "unknown"),
                 "recorded_at": recorded_at,
             }),

@@ -56,6 +56,7 @@ class Settings:
     suspect_min_inconsistent: int
     suspect_ratio: float
     review_alerts: ReviewAlerts
+    review_digest_minutes: int
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +78,8 @@ class Settings:
             problems.append("suspect_min_inconsistent >= 1 and suspect_ratio >= 0 required")
         if self.review_alerts not in ("each", "digest"):
             problems.append("review_alerts must be 'each' or 'digest'")
+        if not 5 <= self.review_digest_minutes <= 1440:
+            problems.append("review_digest_minutes must be within 5..1440")
         if problems:
             raise SettingsError("; ".join(problems))
 
