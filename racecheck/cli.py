@@ -109,18 +109,20 @@ def _run(inputs: Sequence[Path], *, out_dir: Path, runners: Path | None, detecto
         close = getattr(backend, "close", None)
         if close:
             close()
-    review_page = _write_review(out_dir, inputs)
+    review_page = _write_review(out_dir, inputs, suspects=summary.suspects)
     return summary, review_page
 
 
-def _write_review(out_dir: Path, inputs: Sequence[Path]) -> Path | None:
+def _write_review(out_dir: Path, inputs: Sequence[Path], *,
+                  suspects: Sequence[dict[str, Any]]) -> Path | None:
     from racecheck.review import write_review_page
 
     records = [json.loads(line) for line in
                (out_dir / "results.jsonl").read_text(encoding="utf-8").splitlines() if line]
     photos_root = inputs[0] if len(inputs) == 1 and inputs[0].is_dir() else (
         inputs[0].parent if inputs else Path("."))
-    return Path(write_review_page(records, photos_root=photos_root, out_dir=out_dir))
+    return Path(write_review_page(records, photos_root=photos_root, out_dir=out_dir,
+                                  suspects=suspects))
 
 
 @main.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import html
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,8 @@ UNLINKED_BIB_COLOUR = "#ffffff"
 NEAR_MISS_COLOUR = "#eceff1"
 
 
-def write_review_page(records: list[dict[str, Any]], *, photos_root: Path, out_dir: Path) -> Path:
+def write_review_page(records: list[dict[str, Any]], *, photos_root: Path, out_dir: Path,
+                      suspects: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write `out_dir/review.html` (+ thumbnails in `out_dir/photos/`) and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     photos_dir = out_dir / PHOTOS_DIR_NAME
@@ -64,7 +65,7 @@ def write_review_page(records: list[dict[str, Any]], *, photos_root: Path, out_d
         thumbnail = _write_thumbnail(photos_root, key, photos_dir, index)
         image_src = f"{PHOTOS_DIR_NAME}/{thumbnail}" if thumbnail else None
         cards.append(render_card(record, image_src=image_src))
-    page = render_page(records, cards)
+    page = render_page(records, cards, suspects=suspects)
     page_path = out_dir / PAGE_NAME
     page_path.write_text(page, encoding="utf-8")
     return page_path
@@ -439,7 +440,30 @@ def render_card(record: Mapping[str, Any], *, image_src: str | None) -> str:
     )
 
 
-def render_page(records: list[dict[str, Any]], cards: list[str]) -> str:
+def render_suspects(suspects: Sequence[Mapping[str, Any]]) -> str:
+    """Runners whose photos keep disagreeing with their registration: the strongest signal."""
+    if not suspects:
+        return ""
+    rows = []
+    for suspect in suspects:
+        photos = ", ".join(
+            f'<a href="#" class="photo-link" data-key="{_e(str(photo).split("/", 1)[-1])}">'
+            f"{_e(str(photo).split('/', 1)[-1])}</a>"
+            for photo in _as_list(suspect.get("photos")))
+        rows.append(
+            f'<tr><td class="bib">#{_e(suspect.get("bib", ""))}</td>'
+            f'<td>{_e(suspect.get("inconsistent", 0))}</td>'
+            f'<td>{_e(suspect.get("consistent", 0))}</td><td>{photos}</td></tr>')
+    return (
+        '<section class="suspects" id="suspects"><h2>Suspects '
+        f'<span class="muted">({len(suspects)}): runners whose photos repeatedly disagree '
+        "with their registration; review the photos before any decision</span></h2>"
+        "<table><thead><tr><th>Bib</th><th>Inconsistent photos</th><th>Consistent photos</th>"
+        f"<th>Photos</th></tr></thead><tbody>{''.join(rows)}</tbody></table></section>")
+
+
+def render_page(records: list[dict[str, Any]], cards: list[str],
+                suspects: Sequence[Mapping[str, Any]] = ()) -> str:
     counts = Counter(verdict_of(record) for record in records)
     attention = sum(counts[v] for v in ATTENTION_VERDICTS)
     filters = "".join(
@@ -477,6 +501,7 @@ def render_page(records: list[dict[str, Any]], cards: list[str]) -> str:
 <p class="legend">Boxes: a bib and the face it was matched to share a colour, joined by a line;
 grey boxes are faces matched to no bib; dashed boxes are text that was read but not taken as a
 bib. <span id="shown-count"></span></p>
+{render_suspects(suspects)}
 <main id="cards">
 {"".join(cards)}
 </main>
@@ -488,6 +513,14 @@ bib. <span id="shown-count"></span></p>
 
 
 _CSS = """
+.suspects { margin:14px 24px 0; padding:12px 16px; background:#fff; border-radius:10px;
+  border-left:6px solid var(--fail); box-shadow:0 1px 3px rgba(0,0,0,.12); }
+.suspects h2 { margin:0 0 8px; font-size:16px; }
+.suspects .muted { font-weight:400; color:var(--muted); font-size:13px; }
+.suspects table { border-collapse:collapse; width:100%; font-size:14px; }
+.suspects th, .suspects td { text-align:left; padding:4px 10px 4px 0;
+  border-bottom:1px solid var(--line); }
+.suspects .bib { font-weight:700; }
 :root { --fail:#c62828; --review:#e08600; --error:#6a1b9a; --rejected:#546e7a; --pass:#2e7d32;
   --ink:#1c2530; --muted:#66727f; --line:#dde3ea; --bg:#f3f5f8; }
 * { box-sizing: border-box; }
@@ -606,6 +639,14 @@ _JS = """
   }
   boxes.forEach(function (box) { box.addEventListener('change', apply); });
   search.addEventListener('input', apply);
+  document.querySelectorAll('.photo-link').forEach(function (link) {
+    link.addEventListener('click', function (event) {
+      event.preventDefault();
+      search.value = link.dataset.key;
+      apply();
+      document.getElementById('cards').scrollIntoView();
+    });
+  });
   apply();
 })();
 """

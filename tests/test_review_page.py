@@ -477,3 +477,23 @@ def test_given_a_written_page_when_opened_in_chromium_then_it_shows_attention_ca
     assert isinstance(border_pixel, tuple) and isinstance(inside_pixel, tuple)
     assert all(abs(a - b) <= 12 for a, b in zip(border_pixel, expected, strict=True))
     assert all(abs(channel - 128) <= 12 for channel in inside_pixel)  # the photo shows through
+
+
+def test_given_suspects_when_rendered_then_a_panel_lists_them_with_links_to_their_photos(
+    tmp_path: Path,
+) -> None:
+    # given one suspect whose key holds characters that must be escaped
+    suspects = [{"bib": "5078", "inconsistent": 2, "consistent": 0,
+                 "photos": ["bucket/km 5/<a>.jpg", "bucket/km30.jpg"]}]
+    # when the page is written
+    page = write_review_page([], photos_root=tmp_path, out_dir=tmp_path / "out",
+                             suspects=suspects).read_text(encoding="utf-8")
+    # then the panel names the bib and links each photo by its key, escaped
+    assert 'id="suspects"' in page and "#5078" in page
+    assert 'data-key="km 5/&lt;a&gt;.jpg"' in page and "<a>.jpg" not in page
+    assert page.count('class="photo-link"') == 2
+
+
+def test_given_no_suspects_then_there_is_no_panel(tmp_path: Path) -> None:
+    page = write_review_page([], photos_root=tmp_path, out_dir=tmp_path / "out")
+    assert 'id="suspects"' not in page.read_text(encoding="utf-8")
