@@ -107,3 +107,21 @@ def test_photos_of_a_bib_from_a_local_run(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert result.output.splitlines() == ["key,verdict,outcome,reasons,recorded_at",
                                           "a.jpg,PASS,consistent,,2026-01-01T10:00Z"]
+
+
+def test_the_rekognition_detector_without_credentials_is_explained(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given no AWS credentials anywhere
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    (tmp_path / "a.jpg").write_bytes(make_jpeg())
+    # when the real service is asked for
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "a.jpg"), "--detector",
+                                       "rekognition", "--out", str(tmp_path / "out")])
+    # then the run stops before anything starts, with one line saying what is missing
+    assert result.exit_code == 1
+    assert "needs AWS credentials" in result.output
+    assert not (tmp_path / "out").exists()
