@@ -42,6 +42,11 @@ def dynamodb() -> Any:
     return boto3.client("dynamodb", config=_SDK_CONFIG)
 
 
+@functools.cache
+def sns() -> Any:
+    return boto3.client("sns", config=_SDK_CONFIG)
+
+
 def required_env(name: str) -> str:
     value = os.environ.get(name)
     if not value:

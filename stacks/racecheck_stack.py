@@ -14,10 +14,12 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct, IConstruct
 
+from racecheck.core.digest import BY_VERDICT_INDEX
 from stacks import nag
 from stacks.bundling import lambda_code
 from stacks.config import StackConfig
 from stacks.constructs.alerts import Alerts
+from stacks.constructs.digest import ReviewDigest
 from stacks.constructs.functions import PhotoFunctions
 from stacks.constructs.ingest import IngestBucket
 from stacks.constructs.tables import Tables
@@ -81,6 +83,16 @@ def _grant_state_machine(
     allow(state_machine, ["kms:GenerateDataKey", "kms:Decrypt"], [alerts.key.key_arn])
 
 
+def _grant_digest(digest: ReviewDigest, *, tables: Tables, alerts: Alerts) -> None:
+    function = digest.function
+    function.add_environment("RESULTS_TABLE_NAME", tables.results.table_name)
+    function.add_environment("ALERT_TOPIC_ARN", alerts.topic.topic_arn)
+    # The index only: the digest never reads a photo's full record (faces, thresholds, ...).
+    allow(function, ["dynamodb:Query"], [f"{tables.results.table_arn}/index/{BY_VERDICT_INDEX}"])
+    allow(function, ["sns:Publish"], [alerts.topic.topic_arn])
+    allow(function, ["kms:GenerateDataKey", "kms:Decrypt"], [alerts.key.key_arn])
+
+
 class RacecheckStack(cdk.Stack):
     def __init__(
         self,
@@ -108,8 +120,13 @@ class RacecheckStack(cdk.Stack):
         alerts = Alerts(
             self, "Alerts", emails=config.notify_emails, sms_numbers=config.notify_sms_numbers
         )
-        functions = PhotoFunctions(
-            self, "Functions", code=lambda_code(repository_root), settings=config.settings
+        code = lambda_code(repository_root)
+        functions = PhotoFunctions(self, "Functions", code=code, settings=config.settings)
+        # With "each", the workflow already sends every REVIEW photo: no digest to build.
+        digest = (
+            ReviewDigest(self, "ReviewDigest", code=code, settings=config.settings)
+            if config.settings.review_alerts == "digest"
+            else None
         )
         workflow = PhotoWorkflow(
             self,
@@ -138,12 +155,15 @@ class RacecheckStack(cdk.Stack):
         state_machine = workflow.state_machine
         _grant_handlers(functions, bucket=bucket, runners=tables.runners)
         _grant_state_machine(state_machine, functions=functions, tables=tables, alerts=alerts)
+        if digest is not None:
+            _grant_digest(digest, tables=tables, alerts=alerts)
 
         rekognition_functions = [functions.moderate, functions.read_bibs, functions.analyze_faces]
         ingest_bucket_resource = bucket.node.default_child
         assert isinstance(ingest_bucket_resource, cdk.CfnElement)
         self.nag_acknowledgments = nag.racecheck_acknowledgments(
-            plain_functions=[_scope(functions.check_image), _scope(functions.decide)],
+            plain_functions=[_scope(functions.check_image), _scope(functions.decide)]
+            + ([_scope(digest.function)] if digest is not None else []),
             rekognition_functions=[_scope(function) for function in rekognition_functions],
             photo_readers=[_scope(functions.check_image)]
             + [_scope(function) for function in rekognition_functions],
@@ -167,7 +187,11 @@ class RacecheckStack(cdk.Stack):
                 "DeadLetterQueueName": trigger.dead_letter_queue.queue_name,
             }
         )
-        self.functions: dict[str, lambda_.Function] = functions.by_id
+        if digest is not None:
+            self._outputs({"ReviewDigestFunctionName": digest.function.function_name})
+        self.functions: dict[str, lambda_.Function] = dict(functions.by_id)
+        if digest is not None:
+            self.functions["ReviewDigest"] = digest.function
 
     def _outputs(self, values: dict[str, str]) -> None:
         for name, value in values.items():

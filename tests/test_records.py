@@ -52,6 +52,7 @@ def test_alert_subjects_stay_within_the_sns_limit() -> None:
                       reasons=["AGE_OUTSIDE_CATEGORY"] * 10, summary="s",
                       links=[{"bib": str(n)} for n in range(30)])
     assert len(alert["subject"]) < 100
+    assert alert["subject"].isascii() and alert["subject"].endswith("...")
     assert json.loads(alert["reasons_json"]) == ["AGE_OUTSIDE_CATEGORY"] * 10
 
 

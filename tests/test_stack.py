@@ -15,6 +15,7 @@ pytest.importorskip("aws_cdk", reason="CDK extras not installed (pip install -e 
 
 from aws_cdk.assertions import Match, Template
 
+from racecheck.core.digest import compose_digest
 from racecheck.core.settings import Settings
 from stacks.bundling import copy_sources, pip_install_command
 from stacks.config import ConfigError, StackConfig
@@ -170,16 +171,17 @@ def test_given_default_context_when_synthesized_then_resource_counts_match_the_d
     default_template: Template,
 ) -> None:
     expected = {
-        "AWS::Lambda::Function": 5,
+        "AWS::Lambda::Function": 6,
+        "AWS::Lambda::Permission": 1,
         "AWS::StepFunctions::StateMachine": 1,
         "AWS::DynamoDB::Table": 3,
         "AWS::S3::Bucket": 2,
         "AWS::SNS::Topic": 1,
         "AWS::SNS::Subscription": 0,
         "AWS::SQS::Queue": 1,
-        "AWS::Events::Rule": 1,
+        "AWS::Events::Rule": 2,
         "AWS::KMS::Key": 1,
-        "AWS::Logs::LogGroup": 6,
+        "AWS::Logs::LogGroup": 7,
     }
     for resource_type, count in expected.items():
         default_template.resource_count_is(resource_type, count)
@@ -257,10 +259,22 @@ def test_given_placeholders_when_checked_then_missing_and_unused_ones_are_named(
 # --- trigger ---------------------------------------------------------------------------------
 
 
+def trigger_rule(resources: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The S3 "Object Created" rule (the other rule is the digest's schedule)."""
+    rules = {
+        key: rule
+        for key, rule in of_type(resources, "AWS::Events::Rule").items()
+        if "EventPattern" in rule["Properties"]
+    }
+    assert len(rules) == 1, sorted(rules)
+    return next(iter(rules.items()))
+
+
+
 def test_given_default_context_then_the_rule_matches_every_object_created_in_the_bucket(
     resources: dict[str, Any],
 ) -> None:
-    _, rule = the_one(resources, "AWS::Events::Rule")
+    _, rule = trigger_rule(resources)
     bucket_id = logical_id_of_ingest_bucket(resources)
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.s3"],
@@ -281,7 +295,7 @@ def test_given_an_ingest_prefix_then_the_rule_filters_on_it_and_not_on_a_suffix(
 def test_given_the_rule_then_it_starts_the_state_machine_with_retries_and_a_dlq(
     resources: dict[str, Any],
 ) -> None:
-    _, rule = the_one(resources, "AWS::Events::Rule")
+    _, rule = trigger_rule(resources)
     machine_id, _ = the_one(resources, "AWS::StepFunctions::StateMachine")
     queue_id, queue = the_one(resources, "AWS::SQS::Queue")
     (target,) = rule["Properties"]["Targets"]
@@ -300,7 +314,7 @@ def test_given_the_dlq_then_only_tls_is_accepted_and_only_the_rule_may_send(
     resources: dict[str, Any],
 ) -> None:
     queue_id, _ = the_one(resources, "AWS::SQS::Queue")
-    rule_id, _ = the_one(resources, "AWS::Events::Rule")
+    rule_id, _ = trigger_rule(resources)
     _, policy = the_one(resources, "AWS::SQS::QueuePolicy")
     assert policy["Properties"]["Queues"] == [{"Ref": queue_id}]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
@@ -399,14 +413,18 @@ def test_given_the_tables_then_keys_index_billing_recovery_and_encryption_match_
     resources: dict[str, Any],
 ) -> None:
     results = table_by_keys(resources, "photo", "version")
-    (index,) = results["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by_bib"
-    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+    indexes = {index["IndexName"]: index for index in results["GlobalSecondaryIndexes"]}
+    assert sorted(indexes) == ["by_bib", "by_verdict"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in indexes["by_bib"]["KeySchema"]] == [
         ("bib", "HASH"),
         ("recorded_at", "RANGE"),
     ]
+    assert [(k["AttributeName"], k["KeyType"]) for k in indexes["by_verdict"]["KeySchema"]] == [
+        ("verdict", "HASH"),
+        ("recorded_at", "RANGE"),
+    ]
     types = {a["AttributeName"]: a["AttributeType"] for a in results["AttributeDefinitions"]}
-    assert types == {"photo": "S", "version": "S", "bib": "S", "recorded_at": "S"}
+    assert types == {"photo": "S", "version": "S", "bib": "S", "verdict": "S", "recorded_at": "S"}
 
     bib_tables = [
         table["Properties"]
@@ -448,6 +466,7 @@ def test_given_email_and_sms_context_then_email_gets_everything_and_sms_only_sus
     assert all("FilterPolicy" not in s for s in by_protocol["email"])
     (sms,) = by_protocol["sms"]
     assert sms["Endpoint"] == "+15551234567"
+    # Digests and photo alerts are email only: SMS is for suspects.
     assert sms["FilterPolicy"] == {"alert_type": ["SUSPECT"]}
     assert sms.get("FilterPolicyScope", "MessageAttributes") == "MessageAttributes"
 
@@ -462,7 +481,9 @@ def test_given_the_functions_then_runtime_arch_tracing_and_environment_match_the
     handlers = sorted(f["Properties"]["Handler"] for f in functions.values())
     assert handlers == [
         f"lambdas.{name}.handler"
-        for name in sorted(["check_image", "moderate", "read_bibs", "analyze_faces", "decide"])
+        for name in sorted(
+            ["check_image", "moderate", "read_bibs", "analyze_faces", "decide", "digest"]
+        )
     ]
     racecheck_block = cdk_json_context()["racecheck"]
     for function in functions.values():
@@ -479,6 +500,10 @@ def test_given_the_functions_then_runtime_arch_tracing_and_environment_match_the
     decide = resources[function_id(resources, "decide")]["Properties"]["Environment"]["Variables"]
     runners_id = logical_id(decide["RUNNERS_TABLE_NAME"])
     assert runners_id.startswith("TablesRunners")
+
+    digest = resources[function_id(resources, "digest")]["Properties"]["Environment"]["Variables"]
+    assert logical_id(digest["RESULTS_TABLE_NAME"]) == results_table_id(resources)
+    assert logical_id(digest["ALERT_TOPIC_ARN"]) == the_one(resources, "AWS::SNS::Topic")[0]
 
 
 def test_given_one_code_asset_then_all_functions_share_it(resources: dict[str, Any]) -> None:
@@ -523,6 +548,7 @@ def test_given_the_handlers_then_each_role_holds_exactly_its_grants(
         "read_bibs": xray | read_photo | {("rekognition:DetectText", "*")},
         "analyze_faces": xray | read_photo | {("rekognition:DetectFaces", "*")},
         "decide": xray | {("dynamodb:GetItem", runners), ("dynamodb:BatchGetItem", runners)},
+        "digest": xray | digest_grants(resources),
     }
     for module, wanted in expected.items():
         assert function_grants(resources, module) == wanted, module
@@ -550,6 +576,115 @@ def test_given_the_asl_then_the_state_machine_role_grants_exactly_its_integratio
     topic_key = logical_id(the_one(resources, "AWS::SNS::Topic")[1]["Properties"]["KmsMasterKeyId"])
     publishing_to_encrypted_topic = {("kms:GenerateDataKey", topic_key), ("kms:Decrypt", topic_key)}
     assert service_grants == needed | publishing_to_encrypted_topic
+
+
+# --- review digest ---------------------------------------------------------------------------
+
+
+def results_table_id(resources: dict[str, Any]) -> str:
+    for key, table in of_type(resources, "AWS::DynamoDB::Table").items():
+        if [k["AttributeName"] for k in table["Properties"]["KeySchema"]] == ["photo", "version"]:
+            return key
+    raise AssertionError("no results table")
+
+
+def digest_grants(resources: dict[str, Any]) -> set[tuple[str, str]]:
+    """Query on the by_verdict index only; publish to the topic, with its key."""
+    topic_id, topic = the_one(resources, "AWS::SNS::Topic")
+    topic_key = logical_id(topic["Properties"]["KmsMasterKeyId"])
+    return {
+        ("dynamodb:Query", f"{results_table_id(resources)}/index/by_verdict"),
+        ("sns:Publish", topic_id),
+        ("kms:GenerateDataKey", topic_key),
+        ("kms:Decrypt", topic_key),
+    }
+
+
+def schedule_rules(resources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: rule
+        for key, rule in of_type(resources, "AWS::Events::Rule").items()
+        if "ScheduleExpression" in rule["Properties"]
+    }
+
+
+def digest_settings(**changes: Any) -> dict[str, Any]:
+    return {"racecheck": {**cdk_json_context()["racecheck"], **changes}}
+
+
+def test_given_digest_alerts_then_a_schedule_invokes_the_digest_function_each_window(
+    resources: dict[str, Any],
+) -> None:
+    # given the default review_alerts "digest" every 60 minutes
+    ((rule_id, rule),) = schedule_rules(resources).items()
+    digest_id = function_id(resources, "digest")
+    # then the rule fires hourly and targets the digest function with the event as it is
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    assert rule["Properties"]["State"] == "ENABLED"
+    (target,) = rule["Properties"]["Targets"]
+    assert logical_id(target["Arn"]) == digest_id
+    assert "Input" not in target and "InputPath" not in target, "the handler reads event.time"
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == 3600
+    # and only this rule may invoke it
+    (permission,) = of_type(resources, "AWS::Lambda::Permission").values()
+    assert permission["Properties"]["Principal"] == "events.amazonaws.com"
+    assert permission["Properties"]["Action"] == "lambda:InvokeFunction"
+    assert logical_id(permission["Properties"]["FunctionName"]) == digest_id
+    assert logical_id(permission["Properties"]["SourceArn"]) == rule_id
+
+
+def test_given_review_digest_minutes_then_the_schedule_follows_it() -> None:
+    _, stack = build_app(context_overrides=digest_settings(review_digest_minutes=15))
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::Events::Rule", {"ScheduleExpression": "rate(15 minutes)"}
+    )
+
+
+def test_given_each_review_alerts_then_no_digest_is_deployed_but_the_index_stays() -> None:
+    # given review_alerts "each": the workflow alerts every REVIEW photo itself
+    _, stack = build_app(context_overrides=digest_settings(review_alerts="each"))
+    template = Template.from_stack(stack).to_json()
+    resources = dict(template["Resources"])
+    # then there is no digest function, schedule, invoke permission or output
+    handlers = [
+        f["Properties"]["Handler"] for f in of_type(resources, "AWS::Lambda::Function").values()
+    ]
+    assert "lambdas.digest.handler" not in handlers and len(handlers) == 5
+    assert schedule_rules(resources) == {}
+    assert of_type(resources, "AWS::Lambda::Permission") == {}
+    assert "ReviewDigestFunctionName" not in template["Outputs"]
+    # and the by_verdict index remains (switching back needs no index rebuild)
+    results = resources[results_table_id(resources)]["Properties"]
+    assert "by_verdict" in {index["IndexName"] for index in results["GlobalSecondaryIndexes"]}
+
+
+def test_given_the_by_verdict_projection_then_the_digest_reads_the_same_from_it_as_from_records(
+    resources: dict[str, Any],
+) -> None:
+    # given a full main record, and what the by_verdict index projects of it
+    results = resources[results_table_id(resources)]["Properties"]
+    (index,) = [i for i in results["GlobalSecondaryIndexes"] if i["IndexName"] == "by_verdict"]
+    assert index["Projection"]["ProjectionType"] == "INCLUDE"
+    projected = {"photo", "version", "verdict", "recorded_at",
+                 *index["Projection"]["NonKeyAttributes"]}
+    record = {
+        "photo": "ingest/finish/a.jpg", "version": "v1", "bucket": "ingest",
+        "key": "finish/a.jpg", "verdict": "REVIEW", "reasons": ["GENDER_MISMATCH"],
+        "summary": "REVIEW: bib 5078 (registered M), face estimated F.",
+        "recorded_at": "2026-11-22T08:10:00.000Z",
+        "links": [{"bib": "5078", "registered": {"gender": "M", "age_min": 60, "age_max": 69},
+                   "estimated": {"gender": "F", "gender_confidence": 95.0, "age_low": 23,
+                                 "age_high": 38}, "findings": ["GENDER_MISMATCH"]}],
+        "faces": [{"box": {}}], "thresholds": {"x": 1}, "image": {"width": 10},
+    }
+    from_index = {name: value for name, value in record.items() if name in projected}
+    start, end = "2026-11-22T08:00:00.000Z", "2026-11-22T09:00:00.000Z"
+    # then the digest composed from the index equals the one from the full record
+    assert compose_digest([from_index], window_start=start, window_end=end) == compose_digest(
+        [record], window_start=start, window_end=end
+    )
+    assert {"faces", "thresholds", "image"}.isdisjoint(projected)
 
 
 # --- outputs ---------------------------------------------------------------------------------
@@ -655,9 +790,10 @@ def test_given_the_copied_sources_then_every_project_import_resolves_inside_the_
 ) -> None:
     copy_sources(REPOSITORY_ROOT, tmp_path)
     handlers = sorted((tmp_path / "lambdas").glob("*.py"))
-    assert {"check_image.py", "moderate.py", "read_bibs.py", "analyze_faces.py", "decide.py"} <= {
-        handler.name for handler in handlers
-    }
+    assert {
+        "check_image.py", "moderate.py", "read_bibs.py", "analyze_faces.py", "decide.py",
+        "digest.py",
+    } <= {handler.name for handler in handlers}
     assert not (tmp_path / "racecheck" / "detectors").exists()
     assert not (tmp_path / "racecheck" / "local").exists()
 

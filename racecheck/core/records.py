@@ -76,9 +76,11 @@ def describe_link(link: Mapping[str, Any]) -> str:
 def alert_for(*, photo: Mapping[str, Any], verdict: str, reasons: list[str], summary: str,
               links: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     bibs = ", ".join(str(link.get("bib")) for link in links) or "no bib"
+    # SNS subjects must be ASCII, without line breaks, under 100 characters.
     subject = f"racecheck {verdict}: {bibs} ({', '.join(reasons)})"
+    subject = subject.encode("ascii", "replace").decode("ascii").replace("\n", " ")
     if len(subject) > SUBJECT_LIMIT:
-        subject = subject[: SUBJECT_LIMIT - 1] + "…"
+        subject = subject[: SUBJECT_LIMIT - 3] + "..."
     lines = [
         f"racecheck verdict {verdict} for s3://{photo['bucket']}/{photo['key']}"
         f" (version {photo['version']})",
@@ -90,7 +92,7 @@ def alert_for(*, photo: Mapping[str, Any], verdict: str, reasons: list[str], sum
         "Machine estimates of age and gender are evidence for a human reviewer, not proof.",
     ]
     return {
-        "subject": subject.replace("\n", " "),
+        "subject": subject,
         "message": "\n".join(lines),
         "reasons_json": json.dumps(reasons),
     }

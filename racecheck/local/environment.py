@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
+from racecheck.core.digest import BY_VERDICT_INDEX, DIGEST_ATTRIBUTES
 from racecheck.core.settings import REPOSITORY_ROOT, Settings
 from racecheck.local.rekognition import LocalRekognitionHook, RekognitionBackend
 
@@ -229,12 +230,19 @@ def _create_resources(clients: dict[str, Any], names: LocalNames) -> tuple[str, 
         KeySchema=[{"AttributeName": "photo", "KeyType": "HASH"},
                    {"AttributeName": "version", "KeyType": "RANGE"}],
         AttributeDefinitions=[{"AttributeName": name, "AttributeType": string}
-                              for name in ("photo", "version", "bib", "recorded_at")],
+                              for name in ("photo", "version", "bib", "verdict", "recorded_at")],
         GlobalSecondaryIndexes=[{
             "IndexName": "by_bib",
             "KeySchema": [{"AttributeName": "bib", "KeyType": "HASH"},
                           {"AttributeName": "recorded_at", "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "ALL"},
+        }, {
+            # As stacks/constructs/tables.py: the REVIEW digest's query.
+            "IndexName": BY_VERDICT_INDEX,
+            "KeySchema": [{"AttributeName": "verdict", "KeyType": "HASH"},
+                          {"AttributeName": "recorded_at", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "INCLUDE",
+                           "NonKeyAttributes": list(DIGEST_ATTRIBUTES)},
         }],
     )
     for table in (names.runners_table, names.evidence_table):

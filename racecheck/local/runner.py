@@ -8,9 +8,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from racecheck.core.digest import compose_digest
 from racecheck.core.settings import Settings
 from racecheck.local.environment import LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionBackend
@@ -97,6 +99,10 @@ def _check_one(stack: LocalStack, photo: InputPhoto, clock: list[float]) -> dict
     return _record_line(photo, item, execution)
 
 
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def find_suspects(stack: LocalStack, settings: Settings) -> list[dict[str, Any]]:
     from racecheck.core.records import from_attribute_values
 
@@ -129,6 +135,8 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = RunSummary(out_dir=out_dir)
     started = time.perf_counter()
+    started_at = _utc_now()
+    lines: list[dict[str, Any]] = []
     with local_stack(settings=settings, backend=backend,
                      passthrough_rekognition=passthrough_rekognition) as stack, \
             (out_dir / RESULTS_FILE).open("w", encoding="utf-8") as results:
@@ -149,6 +157,7 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                     line = {"key": photo.key, "verdict": "ERROR",
                             "reasons": [f"ERROR:{type(error).__name__}"],
                             "summary": str(error)[:500], "error": str(error)[:500]}
+                lines.append(line)
                 results.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
                 results.flush()
                 summary.photos += 1
@@ -165,6 +174,12 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
         summary.execution_seconds = sum(execution_times)
         summary.handler_seconds = stack.handler_clock.seconds
         alerts = stack.drain_alerts()
+        if settings.review_alerts == "digest":
+            # On AWS a schedule sends it every review_digest_minutes; a local run is one window.
+            digest = compose_digest(lines, window_start=started_at,
+                                    window_end=_utc_now())
+            if digest:
+                alerts.append(digest)
         with (out_dir / ALERTS_FILE).open("w", encoding="utf-8") as alerts_file:
             for alert in alerts:
                 alerts_file.write(json.dumps(alert, ensure_ascii=False) + "\n")

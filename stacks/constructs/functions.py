@@ -48,7 +48,7 @@ class PhotoFunctions(Construct):
         environment = {**POWERTOOLS_ENVIRONMENT, SETTINGS_ENV_VAR: settings.to_json()}
         self.by_id: dict[str, lambda_.Function] = {}
         for spec in FUNCTION_SPECS:
-            self.by_id[spec.construct_id] = self._function(spec, code, environment)
+            self.by_id[spec.construct_id] = handler_function(self, spec, code, environment)
 
         self.check_image = self.by_id["CheckImage"]
         self.moderate = self.by_id["Moderate"]
@@ -56,32 +56,34 @@ class PhotoFunctions(Construct):
         self.analyze_faces = self.by_id["AnalyzeFaces"]
         self.decide = self.by_id["Decide"]
 
-    def _function(
-        self, spec: FunctionSpec, code: lambda_.Code, environment: dict[str, str]
-    ) -> lambda_.Function:
-        scope = Construct(self, spec.construct_id)
-        log_group = logs.LogGroup(scope, "Logs", retention=LOG_RETENTION)
-        # An explicit role instead of the default one, which attaches the managed
-        # AWSLambdaBasicExecutionRole (logs:* on every log group).
-        role = iam.Role(
-            scope,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"racecheck {spec.module} handler",
-        )
-        log_group.grant_write(role)
-        return lambda_.Function(
-            scope,
-            "Function",
-            description=spec.description,
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.ARM_64,
-            handler=f"lambdas.{spec.module}.handler",
-            code=code,
-            role=role,
-            log_group=log_group,
-            tracing=lambda_.Tracing.ACTIVE,
-            memory_size=spec.memory_mb,
-            timeout=Duration.seconds(spec.timeout_seconds),
-            environment=environment,
-        )
+
+def handler_function(
+    scope: Construct, spec: FunctionSpec, code: lambda_.Code, environment: dict[str, str]
+) -> lambda_.Function:
+    """One handler in its own construct, with its own role and log group."""
+    own_scope = Construct(scope, spec.construct_id)
+    log_group = logs.LogGroup(own_scope, "Logs", retention=LOG_RETENTION)
+    # An explicit role instead of the default one, which attaches the managed
+    # AWSLambdaBasicExecutionRole (logs:* on every log group).
+    role = iam.Role(
+        own_scope,
+        "Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=f"racecheck {spec.module} handler",
+    )
+    log_group.grant_write(role)
+    return lambda_.Function(
+        own_scope,
+        "Function",
+        description=spec.description,
+        runtime=lambda_.Runtime.PYTHON_3_12,
+        architecture=lambda_.Architecture.ARM_64,
+        handler=f"lambdas.{spec.module}.handler",
+        code=code,
+        role=role,
+        log_group=log_group,
+        tracing=lambda_.Tracing.ACTIVE,
+        memory_size=spec.memory_mb,
+        timeout=Duration.seconds(spec.timeout_seconds),
+        environment=environment,
+    )

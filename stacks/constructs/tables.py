@@ -1,9 +1,11 @@
-"""DynamoDB tables: results per photo (with a sparse index by bib), runners, evidence per bib."""
+"""DynamoDB tables: results per photo (indexed by bib and by verdict), runners, evidence per bib."""
 
 from __future__ import annotations
 
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
+
+from racecheck.core.digest import BY_VERDICT_INDEX, DIGEST_ATTRIBUTES
 
 BY_BIB_INDEX = "by_bib"
 
@@ -40,6 +42,16 @@ class Tables(Construct):
             partition_key=_string_key("bib"),
             sort_key=_string_key("recorded_at"),
             projection_type=dynamodb.ProjectionType.ALL,
+        )
+        # Only the photos' own records carry `verdict` (per-bib items have `photo_verdict`),
+        # so the index lists photos by verdict and time: the REVIEW digest's query. It
+        # projects what the digest prints, not the full records (faces, thresholds, ...).
+        self.results.add_global_secondary_index(
+            index_name=BY_VERDICT_INDEX,
+            partition_key=_string_key("verdict"),
+            sort_key=_string_key("recorded_at"),
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=list(DIGEST_ATTRIBUTES),
         )
         self.runners = _table(self, "Runners", partition="bib")
         self.evidence = _table(self, "Evidence", partition="bib")
