@@ -12,6 +12,9 @@ is not a labelled one is judged by where it sits:
   ``precision``;
 * anywhere else: ``unlabelled``, which may be a real bib or a false read; those are
   listed for a person to check and counted against ``strict_precision`` only.
+
+A read matches a label when the numbers are equal once leading zeros are dropped: the
+printed bib ``0891`` is labelled ``891``.
 """
 
 from __future__ import annotations
@@ -138,17 +141,24 @@ def load_ground_truth(folder: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def number_key(number: str) -> str:
+    """Leading zeros carry no meaning: bib ``0891`` is labelled ``891`` in RBNR."""
+    return number.lstrip("0") or "0"
+
+
 def judge_image(entry: dict[str, Any], bibs: list[dict[str, Any]],
                 faces: list[dict[str, Any]], links: list[dict[str, Any]]) -> ImageResult:
     """Compare one photo's reported bibs and links with its labels."""
     width, height = int(entry["width"]), int(entry["height"])
     labelled = {str(bib["number"]): bib for bib in entry["bibs"]}
+    label_of = {number_key(number): number for number in labelled}
     reported = {bib["number"]: bib for bib in bibs}
-    face_of_bib = {link["bib"]["number"]: link["face_index"] for link in links}
-    read = sorted(set(labelled) & set(reported))
+    face_of_bib = {number_key(link["bib"]["number"]): link["face_index"] for link in links}
+    read = sorted(label_of[number_key(number)] for number in reported
+                  if number_key(number) in label_of)
     linked = []
     for number in read:
-        face_index = face_of_bib.get(number)
+        face_index = face_of_bib.get(number_key(number))
         label_face = labelled[number].get("face_box")
         if face_index is None or not label_face:
             continue
@@ -158,7 +168,7 @@ def judge_image(entry: dict[str, Any], bibs: list[dict[str, Any]],
     misread: list[str] = []
     unlabelled: list[str] = []
     for number, bib in reported.items():
-        if number in labelled:
+        if number_key(number) in label_of:
             continue
         box = _normalized_to_pixels(bib["box"], width, height)
         on_label = any(

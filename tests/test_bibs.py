@@ -9,6 +9,7 @@ import pytest
 from botocore.validate import validate_parameters
 
 from racecheck.core.bibs import (
+    IN_TEXT_LINE,
     LOW_CONFIDENCE,
     OUT_OF_RANGE,
     STOP_WORD,
@@ -105,3 +106,58 @@ def test_given_a_passing_and_a_failing_read_of_one_number_then_the_bib_wins(
 def test_given_an_empty_response_then_nothing_is_read(settings: Settings) -> None:
     reading = extract_bibs(_response(), settings)
     assert reading.bibs == [] and reading.near_misses == []
+
+
+def test_given_a_year_in_a_text_line_when_extracting_then_it_is_a_near_miss_not_a_bib(
+        settings: Settings) -> None:
+    # Given: the bib's number on its own LINE and "MARATHON 2026" below it, with WORDs
+    response = _response(
+        _detection("3631", "LINE", 0),
+        _detection("MARATHON 2026", "LINE", 1, left=0.1, height=0.03),
+        _detection("3631", "WORD", 2, parent=0),
+        _detection("MARATHON", "WORD", 3, parent=1, left=0.1, height=0.03),
+        _detection("2026", "WORD", 4, parent=1, left=0.2, height=0.03),
+    )
+    # When
+    reading = extract_bibs(response, settings)
+    # Then
+    assert [bib["number"] for bib in reading.bibs] == ["3631"]
+    assert [(miss["number"], miss["why"]) for miss in reading.near_misses] == [
+        ("2026", IN_TEXT_LINE)]
+
+
+def test_given_a_distance_line_when_extracting_then_its_number_is_in_a_text_line(
+        settings: Settings) -> None:
+    # Given: "10 KM" read as a LINE with two WORDs
+    reading = extract_bibs(_response(
+        _detection("10 KM", "LINE", 0),
+        _detection("10", "WORD", 1, parent=0),
+        _detection("KM", "WORD", 2, parent=0)), settings)
+    # Then
+    assert reading.bibs == []
+    assert [miss["why"] for miss in reading.near_misses] == [IN_TEXT_LINE]
+
+
+def test_given_a_line_of_numbers_only_when_extracting_then_its_words_stay_candidates(
+        settings: Settings) -> None:
+    # Given: two bibs side by side read as one LINE "3631 3632"
+    reading = extract_bibs(_response(
+        _detection("3631 3632", "LINE", 0),
+        _detection("3631", "WORD", 1, parent=0),
+        _detection("3632", "WORD", 2, parent=0, left=0.5)), settings)
+    # Then
+    assert sorted(bib["number"] for bib in reading.bibs) == ["3631", "3632"]
+
+
+def test_given_a_number_in_a_text_line_and_alone_elsewhere_then_the_lone_read_is_a_bib(
+        settings: Settings) -> None:
+    # Given: 2026 in "MARATHON 2026" and, elsewhere, a bib reading 2026
+    reading = extract_bibs(_response(
+        _detection("MARATHON 2026", "LINE", 0, left=0.1),
+        _detection("2026", "LINE", 1, left=0.6),
+        _detection("MARATHON", "WORD", 2, parent=0, left=0.1),
+        _detection("2026", "WORD", 3, parent=0, left=0.2),
+        _detection("2026", "WORD", 4, parent=1, left=0.6)), settings)
+    # Then
+    assert [(bib["number"], bib["box"]["Left"]) for bib in reading.bibs] == [("2026", 0.6)]
+    assert reading.near_misses == []

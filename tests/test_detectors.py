@@ -15,8 +15,18 @@ from PIL import Image, ImageDraw, ImageFont
 
 pytest.importorskip("rapidocr_onnxruntime", reason="offline detectors not installed")
 
+from racecheck.core.bibs import IN_TEXT_LINE, extract_bibs
+from racecheck.core.settings import Settings
 from racecheck.detectors import engines
-from racecheck.detectors.local import LocalRekognition
+from racecheck.detectors.face_finder import rekognition_confidence
+from racecheck.detectors.local import LocalRekognition, decode_image
+from racecheck.detectors.text_reader import (
+    GLUED,
+    IN_LINE,
+    TextRead,
+    text_context,
+    verify_number,
+)
 
 RBNR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "rbnr"
 
@@ -39,6 +49,23 @@ def _rendered_bib(number: str) -> bytes:
     draw.rectangle((200, 200, 600, 380), fill=(250, 250, 250), outline="black", width=4)
     draw.text((240, 220), number, fill="black", font=ImageFont.load_default(size=120))
     return _png(image)
+
+
+def _rendered_line(text: str) -> tuple[bytes, tuple[float, float, float, float]]:
+    """A white banner with one line of text, and the text's pixel bounds."""
+    image = Image.new("RGB", (900, 400), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=80)
+    draw.text((60, 150), text, fill="black", font=font)
+    left, top, right, bottom = draw.textbbox((60, 150), text, font=font)
+    return _png(image), (float(left), float(top), float(right), float(bottom))
+
+
+def _read(text: str, bounds: tuple[float, float, float, float],
+          confidence: float = 99.0) -> TextRead:
+    left, top, right, bottom = bounds
+    return TextRead(text, confidence, ((left, top), (right, top), (right, bottom),
+                                       (left, bottom)), "photo")
 
 
 def _face_photo() -> bytes:
@@ -105,6 +132,9 @@ def test_given_a_photo_of_a_face_when_detecting_faces_then_one_face_has_age_and_
     box = face["BoundingBox"]
     assert 0.15 < box["Left"] + box["Width"] / 2 < 0.85
     assert "Sunglasses" not in face  # no model for it: left out, not invented
+    assert "Quality" not in face  # no sharpness on Rekognition's scale: left out
+    # A clear, frontal, labelled face is confident enough for the verdict rules
+    assert face["Confidence"] >= 90
 
 
 def test_given_default_attributes_then_no_age_or_gender_is_returned(
@@ -142,3 +172,51 @@ def test_given_sockets_are_blocked_when_models_load_and_run_then_all_calls_work(
     # Then
     assert attempts == []
     assert "2045" in [item["DetectedText"] for item in text["TextDetections"]]
+
+
+def test_given_a_number_glued_to_a_letter_in_a_text_read_then_its_context_is_glued() -> None:
+    # Given: "1527" read at the place where another pass read "S1527" (a 6 taken for an S)
+    number = _read("1527", (110, 10, 200, 40))
+    # When / Then
+    assert text_context(number, [_read("S1527", (95, 8, 200, 41))]) == GLUED
+    assert text_context(number, [_read("MARATHON 1527", (0, 10, 200, 40))]) == IN_LINE
+    assert text_context(number, [_read("S1527", (400, 300, 500, 340))]) is None
+
+
+def test_given_a_misread_number_on_a_rendered_bib_when_verified_then_it_is_not_kept(
+        ) -> None:
+    # Given: a bib showing 3631 and a first read claiming 3681 at its place
+    image_bytes, bounds = _rendered_line("3631")
+    image = decode_image(image_bytes)
+    # When
+    verified = verify_number(image, _read("3681", bounds))
+    confirmed = verify_number(image, _read("3631", bounds, confidence=85.0))
+    # Then: the two digits-only re-reads outvote it, and a right read is confirmed
+    assert verified.text == "3631" or verified.confidence < 80
+    assert verified.text != "3681" or verified.confidence < 80
+    assert confirmed.text == "3631" and confirmed.confidence >= 85.0
+
+
+def test_given_a_year_in_a_text_line_when_read_locally_then_it_is_not_a_bib(
+        detector: LocalRekognition, settings: Settings) -> None:
+    # Given: a banner "MARATHON 2026"
+    image_bytes, _ = _rendered_line("MARATHON 2026")
+    # When
+    response = detector.detect_text(image_bytes)
+    reading = extract_bibs(response, settings)
+    # Then: one LINE with its two WORDs; 2026 is a near miss in a text line
+    _validate("DetectText", response)
+    lines = [item["DetectedText"] for item in response["TextDetections"]
+             if item["Type"] == "LINE"]
+    assert lines == ["MARATHON 2026"]
+    assert reading.bibs == []
+    assert [(miss["number"], miss["why"]) for miss in reading.near_misses] == [
+        ("2026", IN_TEXT_LINE)]
+
+
+def test_given_face_scores_when_calibrated_then_the_scale_is_monotone_and_bounded() -> None:
+    scores = [60.0, 75.0, 80.0, 85.0, 90.0, 95.0, 100.0]
+    confidences = [rekognition_confidence(score) for score in scores]
+    assert confidences == sorted(confidences)
+    assert confidences[1] == 50.0 and confidences[3] == 90.0 and confidences[-1] == 99.9
+    assert all(0 <= confidence <= 100 for confidence in confidences)

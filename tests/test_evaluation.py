@@ -58,3 +58,18 @@ def test_given_real_race_photos_when_evaluated_then_most_bibs_are_read(tmp_path:
     summary = json.loads(report.to_json())
     assert {"recall", "precision", "linked_recall", "images_per_second",
             "peak_rss_mb"} <= set(summary)
+
+
+def test_given_a_read_with_a_leading_zero_then_it_matches_the_label_without_it() -> None:
+    # Given: the printed bib "03631" labelled "3631"
+    faces = [{"box": {"Left": 0.42, "Top": 0.2, "Width": 0.06, "Height": 0.07}}]
+    bib = _bib("03631", 0.4, 0.5)
+    # When
+    result = judge_image(ENTRY, [bib], faces, [{"bib": bib, "face_index": 0}])
+    # Then
+    assert (result.read, result.linked, result.misread) == (["3631"], ["3631"], [])
+
+
+def test_given_a_different_number_with_zeros_then_it_is_still_a_misread() -> None:
+    result = judge_image(ENTRY, [_bib("36310", 0.4, 0.5)], [], [])
+    assert result.read == [] and result.misread == ["36310"]

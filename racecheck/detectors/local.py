@@ -6,10 +6,11 @@ bytes with dicts shaped exactly like Rekognition's responses (normalized boxes, 
 nothing is downloaded.
 
 What it cannot do honestly, it leaves out rather than invents: no Sunglasses or
-FaceOccluded (no model for them), only the eye and nose landmarks dlib's 5-point model
-gives, Pose with Roll only, and moderation limited to one label, ``Explicit``, because
-open_nsfw scores one thing (explicit or not). Its age ranges are wide on purpose (see
-``face_finder``).
+FaceOccluded (no model for them), no Quality (no sharpness or brightness measure on
+Rekognition's scale), only the eye and nose landmarks dlib's 5-point model gives, Pose
+with Roll only, face Confidence rescaled as ``face_finder`` explains, and moderation
+limited to one label, ``Explicit``, because open_nsfw scores one thing (explicit or not).
+Its age ranges are wide on purpose (see ``face_finder``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ import numpy as np
 from PIL import Image
 
 from racecheck.detectors import engines
-from racecheck.detectors.face_finder import FaceEstimate, estimate_faces, find_faces
+from racecheck.detectors.face_finder import (
+    FaceEstimate,
+    estimate_faces,
+    find_faces,
+    rekognition_confidence,
+)
 from racecheck.detectors.text_reader import FaceHint, TextRead, read_text
 
 TEXT_MODEL_VERSION = f"local-{engines.OCR_MODEL_VERSION}"
@@ -154,7 +160,7 @@ def face_detail(estimate: FaceEstimate, width: int, height: int, *, default: boo
     detail: dict[str, Any] = {
         "BoundingBox": _box(face.left, face.top, face.left + face.width,
                             face.top + face.height, width, height),
-        "Confidence": face.confidence,
+        "Confidence": rekognition_confidence(face.confidence),
     }
     if age:
         low, high = estimate.age_range
@@ -169,6 +175,4 @@ def face_detail(estimate: FaceEstimate, width: int, height: int, *, default: boo
         ]
         if estimate.roll_degrees is not None:
             detail["Pose"] = {"Roll": estimate.roll_degrees}
-        detail["Quality"] = {"Brightness": estimate.brightness,
-                             "Sharpness": estimate.sharpness}
     return detail
