@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -37,15 +38,18 @@ def ensure_decodable(image: bytes) -> None:
 
 
 _worker_detector: Any = None
+# With one job, several executions share this process: load the models once, not per thread.
+_detector_lock = threading.Lock()
 
 
 def _detector() -> Any:
     global _worker_detector
-    if _worker_detector is None:
-        from racecheck.detectors.local import LocalRekognition
+    with _detector_lock:
+        if _worker_detector is None:
+            from racecheck.detectors.local import LocalRekognition
 
-        _worker_detector = LocalRekognition()
-    return _worker_detector
+            _worker_detector = LocalRekognition()
+        return _worker_detector
 
 
 def detect_locally(operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +93,7 @@ class LocalDetectorBackend:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _shrink_for_bytes_api(image: bytes) -> bytes:

@@ -15,6 +15,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ ASL_PATH = REPOSITORY_ROOT / "statemachine" / "photo_check.asl.json"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 PREFIX = "racecheck-local"
+# Each describe_execution runs through moto's whole request path: poll gently.
+POLL_SECONDS = 0.05
 # The handler module behind each Lambda Task, by the ASL placeholder that names it.
 FUNCTIONS = {
     "CheckImageFunctionArn": ("check-image", "lambdas.check_image"),
@@ -46,6 +49,16 @@ HANDLER_ENVIRONMENT = {
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "AWS_DEFAULT_REGION": REGION,
 }
+
+
+# moto's interpreter modules that build a fresh boto3 client for every Task they run.
+_CLIENT_BUILDING_MODULES = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
+    "state_task_service_dynamodb",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
+    "state_task_service_sns",
+)
 
 
 class LocalSetupError(RuntimeError):
@@ -171,7 +184,7 @@ class LocalStack:
                 return description
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still running after {timeout_s} s")
-            time.sleep(0.01)
+            time.sleep(POLL_SECONDS)
 
     def result_item(self, *, key: str, version: str) -> dict[str, Any] | None:
         from racecheck.core.records import from_attribute_values
@@ -217,6 +230,52 @@ def object_created_event(*, bucket: str, key: str, size: int, version: str, etag
             "request-id": "local", "requester": ACCOUNT, "reason": "PutObject",
         },
     }
+
+
+def _interpreter_speedups() -> list[Any]:
+    """Patches that keep moto's interpreter from redoing work in every execution.
+
+    moto parses the ASL (with an ANTLR parser) at the start of every execution and builds a
+    new boto3 client for every Task; both cost more than the rest of the orchestration. The
+    parsed program keeps no per-execution state (that lives in the execution's environment)
+    and boto3 clients are thread-safe, so both are made once. These reach into moto's
+    internals: if a moto upgrade moves them, the local runner stops with LocalSetupError.
+    """
+    import importlib
+
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.utils import boto_client
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    programs: dict[str, Any] = {}
+    programs_lock = threading.Lock()
+
+    def parsed_once(worker: Any) -> Any:
+        definition = worker._evaluation_details.state_machine_details.definition
+        with programs_lock:
+            if definition not in programs:
+                programs[definition] = AmazonStateLanguageParser.parse(definition)[0]
+            return programs[definition]
+
+    build_client = boto_client.boto_client_for
+    clients: dict[tuple[str, str], Any] = {}
+    clients_lock = threading.Lock()
+
+    def client_once(region: str, service: str, state_credentials: Any = None) -> Any:
+        with clients_lock:
+            if (region, service) not in clients:
+                clients[(region, service)] = build_client(region=region, service=service)
+            return clients[(region, service)]
+
+    patches = [mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", parsed_once)]
+    for module_name in _CLIENT_BUILDING_MODULES:
+        module = importlib.import_module(module_name)
+        if not hasattr(module, "boto_client_for"):
+            raise LocalSetupError(f"{module_name}.boto_client_for moved: check the moto pin")
+        patches.append(mock.patch.object(module, "boto_client_for", client_once))
+    if not hasattr(ExecutionWorker, "_get_evaluation_entrypoint"):
+        raise LocalSetupError("moto's ExecutionWorker changed: check the moto pin")
+    return patches
 
 
 def _create_resources(clients: dict[str, Any], names: LocalNames) -> tuple[str, str, str]:
@@ -307,8 +366,16 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
 
         for cached in (shared.settings, shared.rekognition, shared.s3, shared.dynamodb):
             cached.cache_clear()  # a previous run may have used other settings or hooks
+        # CloudWatch metrics mean nothing here, and Powertools' metric set is shared by the
+        # handlers running in parallel threads: keep it empty rather than racing on it.
+        stack.enter_context(mock.patch.object(shared.metrics, "add_metric",
+                                              lambda **_: None))
+        stack.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings("ignore", module="aws_lambda_powertools")
         handlers = {f"{PREFIX}-{short}": importlib.import_module(module).handler
                     for short, module in FUNCTIONS.values()}
+        for speedup in _interpreter_speedups():
+            stack.enter_context(speedup)
         handler_clock = HandlerClock()
         stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke",
                                               _in_process_invoker(handlers, handler_clock)))
