@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 from PIL import Image, ImageDraw
 
 from racecheck.core.settings import Settings
@@ -24,6 +26,13 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED = REPOSITORY_ROOT.parent / "shared"
 RBNR = SHARED / "datasets" / "rbnr"
+
+
+def stubbed(service: str) -> tuple[Any, Stubber]:
+    """A client of `service` with fake credentials and a Stubber validating every call."""
+    client = boto3.client(service, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+    return client, Stubber(client)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 
 from lambdas import digest as digest_handler
 from lambdas import shared
@@ -23,6 +23,7 @@ from racecheck.core.digest import (
 )
 from racecheck.core.records import SUBJECT_LIMIT, to_attribute_values
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
+from tests.conftest import stubbed
 
 BUCKET = "racecheck-ingest"
 TABLE = "racecheck-results"
@@ -220,12 +221,6 @@ def environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator
     shared.settings.cache_clear()
     yield
     shared.settings.cache_clear()
-
-
-def stubbed(service: str) -> tuple[Any, Stubber]:
-    client = boto3.client(service, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    return client, Stubber(client)
 
 
 def index_item(record: dict[str, Any]) -> dict[str, Any]:

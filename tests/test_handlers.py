@@ -9,15 +9,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 from botocore.response import StreamingBody
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from PIL import Image
 
 from lambdas import analyze_faces, check_image, decide, moderate, read_bibs, shared
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
-from tests.conftest import load_fixture, make_jpeg
+from tests.conftest import load_fixture, make_jpeg, stubbed
 
 BUCKET = "racecheck-ingest"
 VERSION = "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"
@@ -44,12 +43,6 @@ def environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator
     shared.settings.cache_clear()
     yield
     shared.settings.cache_clear()
-
-
-def stubbed(service: str) -> tuple[Any, Stubber]:
-    client = boto3.client(service, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    return client, Stubber(client)
 
 
 def body(data: bytes) -> StreamingBody:

@@ -160,20 +160,27 @@ def verify_number(image: ImageArray, read: TextRead) -> TextRead:
                     read.source)
 
 
-def _crop_around(image: ImageArray, read: TextRead, margin_x: float, margin_y: float
-                 ) -> ImageArray | None:
-    """The read's box plus margins (in text heights), scaled to the recogniser's height, BGR."""
+def _padded_box(image: ImageArray, read: TextRead, margin_x: float, margin_y: float
+                ) -> tuple[int, int, int, int] | None:
+    """The read's box grown by margins (in text heights), clipped to the image; None if tiny."""
     left, top, right, bottom = read.bounds
     text_height = bottom - top
     if text_height < 4:
         return None
     height, width = image.shape[:2]
-    x0 = int(max(0.0, left - margin_x * text_height))
-    x1 = int(min(float(width), right + margin_x * text_height))
-    y0 = int(max(0.0, top - margin_y * text_height))
-    y1 = int(min(float(height), bottom + margin_y * text_height))
-    if x1 - x0 < 2 or y1 - y0 < 2:
+    return (int(max(0.0, left - margin_x * text_height)),
+            int(max(0.0, top - margin_y * text_height)),
+            int(min(float(width), right + margin_x * text_height)),
+            int(min(float(height), bottom + margin_y * text_height)))
+
+
+def _crop_around(image: ImageArray, read: TextRead, margin_x: float, margin_y: float
+                 ) -> ImageArray | None:
+    """The read's box plus margins (in text heights), scaled to the recogniser's height, BGR."""
+    box = _padded_box(image, read, margin_x, margin_y)
+    if box is None or box[2] - box[0] < 2 or box[3] - box[1] < 2:
         return None
+    x0, y0, x1, y1 = box
     scale = RECOGNIZER_HEIGHT_PX / (y1 - y0)
     resized = cv2.resize(image[y0:y1, x0:x1],
                          (max(8, round((x1 - x0) * scale)), RECOGNIZER_HEIGHT_PX),
@@ -187,15 +194,10 @@ def _second_look(image: ImageArray, read: TextRead) -> TextRead:
     number = digits_of(read.text)
     if number is None:
         return read
-    left, top, right, bottom = read.bounds
-    text_height = bottom - top
-    if text_height < 4:
+    box = _padded_box(image, read, SECOND_LOOK_MARGIN_X, SECOND_LOOK_MARGIN_Y)
+    if box is None:
         return read
-    height, width = image.shape[:2]
-    x0 = int(max(0.0, left - SECOND_LOOK_MARGIN_X * text_height))
-    x1 = int(min(float(width), right + SECOND_LOOK_MARGIN_X * text_height))
-    y0 = int(max(0.0, top - SECOND_LOOK_MARGIN_Y * text_height))
-    y1 = int(min(float(height), bottom + SECOND_LOOK_MARGIN_Y * text_height))
+    x0, y0, x1, y1 = box
     crop = image[y0:y1, x0:x1]
     scale = min(TORSO_MAX_UPSCALE, RECOGNIZER_HEIGHT_PX / max(1, y1 - y0))
     resized = cv2.resize(crop, (max(8, round((x1 - x0) * scale)), max(8, round((y1 - y0) * scale))),

@@ -267,7 +267,8 @@ def _interpreter_speedups() -> list[Any]:
                 clients[(region, service)] = build_client(region=region, service=service)
             return clients[(region, service)]
 
-    patches = [mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", parsed_once)]
+    patches: list[Any] = [
+        mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", parsed_once)]
     for module_name in _CLIENT_BUILDING_MODULES:
         module = importlib.import_module(module_name)
         if not hasattr(module, "boto_client_for"):
