@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from racecheck.core.bibs import extract_bibs
 
 from lambdas.shared import logger, metrics, rekognition, settings, tracer
+from racecheck.core.bibs import extract_bibs
 from racecheck.core.photo_source import Photo
 
 
