@@ -27,7 +27,7 @@ test: setup
 	$(MAKE) lint typecheck synth
 
 lint:
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 
 typecheck:
 	$(BIN)/mypy racecheck lambdas stacks app.py
