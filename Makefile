@@ -30,7 +30,7 @@ lint:
 	$(BIN)/ruff check --no-cache .
 
 typecheck:
-	$(BIN)/mypy racecheck lambdas stacks app.py
+	$(BIN)/mypy racecheck lambdas stacks app.py tests
 
 synth:
 	scripts/synth_check.sh
