@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -67,6 +68,8 @@ def detect_locally(operation: str, image: bytes, params: dict[str, Any]) -> dict
 
 
 def _warm_up() -> None:
+    # Ctrl-C is the runner's to handle: it keeps the finished photos and shuts workers down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One ONNX thread per worker: the workers share the cores between them.
     os.environ["RACECHECK_DETECTOR_THREADS"] = "1"
     _detector()
