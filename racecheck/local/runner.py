@@ -148,28 +148,41 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
         futures: dict[Future[dict[str, Any]], InputPhoto] = {
             pool.submit(_check_one, stack, photo, execution_times): photo
             for photo in to_check}
+        recorded: set[Future[dict[str, Any]]] = set()
+
+        def record(future: Future[dict[str, Any]]) -> None:
+            photo = futures[future]
+            try:
+                line = future.result()
+            except Exception as error:  # one photo's failure never stops the others
+                line = {"key": photo.key, "verdict": "ERROR",
+                        "reasons": [f"ERROR:{type(error).__name__}"],
+                        "summary": str(error)[:500], "error": str(error)[:500]}
+            recorded.add(future)
+            lines.append(line)
+            results.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+            results.flush()
+            summary.photos += 1
+            summary.verdicts[line["verdict"]] += 1
+            if on_result:
+                on_result(line)
+
         try:
             for future in as_completed(futures):
-                photo = futures[future]
-                try:
-                    line = future.result()
-                except Exception as error:  # one photo's failure never stops the others
-                    line = {"key": photo.key, "verdict": "ERROR",
-                            "reasons": [f"ERROR:{type(error).__name__}"],
-                            "summary": str(error)[:500], "error": str(error)[:500]}
-                lines.append(line)
-                results.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
-                results.flush()
-                summary.photos += 1
-                summary.verdicts[line["verdict"]] += 1
-                if on_result:
-                    on_result(line)
+                record(future)
         except KeyboardInterrupt:
+            # Ctrl-C: start nothing new, let the photos already in flight finish (a second
+            # Ctrl-C gives up on them), so every line written is a complete result.
             summary.interrupted = True
-            for pending in futures:
-                pending.cancel()
+            unfinished = [future for future in futures if not future.cancel()]
+            try:
+                for future in as_completed(unfinished):
+                    if future not in recorded and not future.cancelled():
+                        record(future)
+            except KeyboardInterrupt:
+                pass
         finally:
-            pool.shutdown(wait=not summary.interrupted, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
         summary.seconds = time.perf_counter() - started
         summary.execution_seconds = sum(execution_times)
         summary.handler_seconds = stack.handler_clock.seconds
