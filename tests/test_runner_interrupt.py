@@ -24,7 +24,7 @@ def test_an_interrupted_run_keeps_complete_lines_for_the_photos_done(
     photos.mkdir()
     for index in range(8):
         (photos / f"{index}.jpg").write_bytes(make_jpeg(colour=f"#{index}{index}3366"))
-    presses = []
+    presses: list[str] = []
 
     def press_ctrl_c(line: dict[str, Any]) -> None:
         if not presses:
