@@ -17,12 +17,12 @@ from moto import mock_aws
 
 from racecheck.cli import main
 from racecheck.local.backends import REKOGNITION_MAX_IMAGE_BYTES, RealRekognitionBackend
+from racecheck.local.environment import LocalNames, create_tables
 from racecheck.local.rekognition import RekognitionError
 from tests.conftest import load_fixture, make_jpeg
 
-RUNNERS = "runners"
-RESULTS = "results"
-EVIDENCE = "evidence"
+NAMES = LocalNames()
+RUNNERS, RESULTS, EVIDENCE = NAMES.runners_table, NAMES.results_table, NAMES.evidence_table
 
 
 @pytest.fixture
@@ -30,22 +30,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         client = boto3.client("dynamodb")
-        string = [{"AttributeName": "bib", "AttributeType": "S"}]
-        for table in (RUNNERS, EVIDENCE):
-            client.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                                KeySchema=[{"AttributeName": "bib", "KeyType": "HASH"}],
-                                AttributeDefinitions=string)
-        client.create_table(
-            TableName=RESULTS, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "photo", "KeyType": "HASH"},
-                       {"AttributeName": "version", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"}
-                                  for name in ("photo", "version", "bib", "recorded_at")],
-            GlobalSecondaryIndexes=[{
-                "IndexName": "by_bib",
-                "KeySchema": [{"AttributeName": "bib", "KeyType": "HASH"},
-                              {"AttributeName": "recorded_at", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"}}])
+        create_tables(client, NAMES)
         yield client
 
 

@@ -14,8 +14,6 @@ from botocore.stub import ANY
 from lambdas import digest as digest_handler
 from lambdas import shared
 from racecheck.core.digest import (
-    BY_VERDICT_INDEX,
-    DIGEST_ATTRIBUTES,
     MAX_LISTED_PHOTOS,
     compose_digest,
     digest_window,
@@ -23,6 +21,7 @@ from racecheck.core.digest import (
 )
 from racecheck.core.records import SUBJECT_LIMIT, to_attribute_values
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
+from racecheck.local.environment import LocalNames, create_tables
 from tests.conftest import stubbed
 
 BUCKET = "racecheck-ingest"
@@ -322,20 +321,9 @@ def test_given_an_emulated_results_table_when_queried_then_only_the_windows_revi
     moto = pytest.importorskip("moto", reason="moto is needed to emulate DynamoDB")
     with moto.mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "photo", "KeyType": "HASH"},
-                       {"AttributeName": "version", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"}
-                                  for name in ("photo", "version", "verdict", "recorded_at")],
-            GlobalSecondaryIndexes=[{
-                "IndexName": BY_VERDICT_INDEX,
-                "KeySchema": [{"AttributeName": "verdict", "KeyType": "HASH"},
-                              {"AttributeName": "recorded_at", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "INCLUDE",
-                               "NonKeyAttributes": list(DIGEST_ATTRIBUTES)},
-            }],
-        )
+        names = LocalNames()  # the local runner's tables: the stack's schema
+        create_tables(client, names)
+        table = names.results_table
         start, end = digest_window("2026-11-22T09:00:00Z", minutes=60)
         stored = {
             "first instant": review("a.jpg", ["BIB_UNREGISTERED"], recorded_at=start),
@@ -347,14 +335,14 @@ def test_given_an_emulated_results_table_when_queried_then_only_the_windows_revi
             "passed": review("e.jpg", ["NO_BIB"], verdict="PASS"),
         }
         for record in stored.values():
-            client.put_item(TableName=TABLE, Item=to_attribute_values(
+            client.put_item(TableName=table, Item=to_attribute_values(
                 {**record, "faces": [{"age_low": 20}]}))
-        client.put_item(TableName=TABLE, Item=to_attribute_values({
+        client.put_item(TableName=table, Item=to_attribute_values({
             "photo": f"{BUCKET}/a.jpg", "version": "bib#12#v-a.jpg", "bib": "12",
             "photo_verdict": "REVIEW", "recorded_at": start}))
 
         # when the handler's query runs for the window
-        found = digest_handler.query_reviews(client, table_name=TABLE, first=start,
+        found = digest_handler.query_reviews(client, table_name=table, first=start,
                                              last=last_instant_before(end))
 
     # then exactly the two records inside [start, end) come back, without unprojected data

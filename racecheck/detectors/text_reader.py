@@ -328,26 +328,15 @@ def recognise_digits(line_images: Sequence[ImageArray]) -> list[tuple[str, float
         ratio = max(base_ratio, line_width / max(1, line_height))
         tensor = recogniser.resize_norm_img(line, ratio)[np.newaxis].astype(np.float32)
         probabilities = recogniser.session(tensor)[0][0][:, allowed]
-        digits, weakest = _ctc_decode_digits(probabilities)
+        digits, weakest = _ctc_decode(probabilities, ("", *DIGITS), weakest=True)
         results.append((digits, weakest))
     return results
 
 
-def _ctc_decode_digits(probabilities: NDArray[Any]) -> tuple[str, float]:
-    best = probabilities.argmax(axis=1)
-    best_probability = probabilities.max(axis=1)
-    text: list[str] = []
-    kept: list[float] = []
-    previous = 0
-    for index, probability in zip(best.tolist(), best_probability.tolist(), strict=True):
-        if index not in (0, previous):
-            text.append(DIGITS[index - 1])
-            kept.append(probability)
-        previous = index
-    return "".join(text), (min(kept) if kept else 0.0)
-
-
-def _ctc_decode(probabilities: NDArray[Any], characters: Sequence[str]) -> tuple[str, float]:
+def _ctc_decode(probabilities: NDArray[Any], characters: Sequence[str], *,
+                weakest: bool = False) -> tuple[str, float]:
+    """Greedy CTC decoding (index 0 is the blank): the text and its mean, or weakest,
+    character probability."""
     best = probabilities.argmax(axis=1)
     best_probability = probabilities.max(axis=1)
     text: list[str] = []
@@ -358,7 +347,9 @@ def _ctc_decode(probabilities: NDArray[Any], characters: Sequence[str]) -> tuple
             text.append(characters[index])
             kept.append(probability)
         previous = index
-    return "".join(text), (sum(kept) / len(kept) if kept else 0.0)
+    if not kept:
+        return "".join(text), 0.0
+    return "".join(text), (min(kept) if weakest else sum(kept) / len(kept))
 
 
 def digits_of(text: str) -> str | None:

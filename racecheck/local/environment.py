@@ -279,11 +279,8 @@ def _interpreter_speedups() -> list[Any]:
     return patches
 
 
-def _create_resources(clients: dict[str, Any], names: LocalNames) -> tuple[str, str, str]:
-    s3, dynamodb, sns, sqs = (clients[name] for name in ("s3", "dynamodb", "sns", "sqs"))
-    s3.create_bucket(Bucket=names.bucket)
-    s3.put_bucket_versioning(Bucket=names.bucket,
-                             VersioningConfiguration={"Status": "Enabled"})
+def create_tables(dynamodb: Any, names: LocalNames) -> None:
+    """The stack's three tables and their indexes (as stacks/constructs/tables.py)."""
     string = "S"
     dynamodb.create_table(
         TableName=names.results_table, BillingMode="PAY_PER_REQUEST",
@@ -297,7 +294,7 @@ def _create_resources(clients: dict[str, Any], names: LocalNames) -> tuple[str, 
                           {"AttributeName": "recorded_at", "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "ALL"},
         }, {
-            # As stacks/constructs/tables.py: the REVIEW digest's query.
+            # The REVIEW digest's query.
             "IndexName": BY_VERDICT_INDEX,
             "KeySchema": [{"AttributeName": "verdict", "KeyType": "HASH"},
                           {"AttributeName": "recorded_at", "KeyType": "RANGE"}],
@@ -311,6 +308,14 @@ def _create_resources(clients: dict[str, Any], names: LocalNames) -> tuple[str, 
             KeySchema=[{"AttributeName": "bib", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "bib", "AttributeType": string}],
         )
+
+
+def _create_resources(clients: dict[str, Any], names: LocalNames) -> tuple[str, str, str]:
+    s3, dynamodb, sns, sqs = (clients[name] for name in ("s3", "dynamodb", "sns", "sqs"))
+    s3.create_bucket(Bucket=names.bucket)
+    s3.put_bucket_versioning(Bucket=names.bucket,
+                             VersioningConfiguration={"Status": "Enabled"})
+    create_tables(dynamodb, names)
     topic_arn = sns.create_topic(Name=names.topic)["TopicArn"]
     queue_url = sqs.create_queue(QueueName=names.alert_queue)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]
