@@ -6,6 +6,7 @@ import io
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,16 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED = REPOSITORY_ROOT.parent / "shared"
 RBNR = SHARED / "datasets" / "rbnr"
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that Powertools reads."""
+
+    function_name: str = "racecheck-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:racecheck-test"
+    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
 
 
 def stubbed(service: str) -> tuple[Any, Stubber]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -22,7 +21,7 @@ from racecheck.core.digest import (
 from racecheck.core.records import SUBJECT_LIMIT, to_attribute_values
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
 from racecheck.local.environment import LocalNames, create_tables
-from tests.conftest import stubbed
+from tests.conftest import LambdaContext, stubbed
 
 BUCKET = "racecheck-ingest"
 TABLE = "racecheck-results"
@@ -193,14 +192,6 @@ def test_given_a_window_across_midnight_then_the_subject_names_both_dates() -> N
 
 
 # ------------------------------------------------------------------------------ handler
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "racecheck-digest"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:racecheck-digest"
-    aws_request_id: str = "6f1c2a8e-0d2b-4a55-9f6e-0c3c1f6b9a21"
 
 
 SCHEDULED_EVENT = {

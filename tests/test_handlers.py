@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,21 +15,13 @@ from PIL import Image
 
 from lambdas import analyze_faces, check_image, decide, moderate, read_bibs, shared
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
-from tests.conftest import load_fixture, make_jpeg, stubbed
+from tests.conftest import LambdaContext, load_fixture, make_jpeg, stubbed
 
 BUCKET = "racecheck-ingest"
 VERSION = "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"
 PHOTO = {"bucket": BUCKET, "key": "finish line/Zoë+Ana 3631.jpg", "version": VERSION,
          "photo": f"{BUCKET}/finish line/Zoë+Ana 3631.jpg"}
 S3_OBJECT = {"Bucket": BUCKET, "Name": PHOTO["key"], "Version": VERSION}
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "racecheck-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:racecheck-test"
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
 
 
 @pytest.fixture(autouse=True)
