@@ -15,6 +15,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct, IConstruct
 
 from racecheck.core.digest import BY_VERDICT_INDEX
+from racecheck.core.photo_timing import PHOTO_POINTS_ENV_VAR, PhotoPoints
 from stacks import nag
 from stacks.bundling import lambda_code
 from stacks.config import StackConfig
@@ -46,7 +47,12 @@ def _scope(function: lambda_.Function) -> IConstruct:
 
 
 def _grant_handlers(
-    functions: PhotoFunctions, *, bucket: s3.IBucket, runners: dynamodb.ITable
+    functions: PhotoFunctions,
+    *,
+    bucket: s3.IBucket,
+    runners: dynamodb.ITable,
+    timing: dynamodb.ITable,
+    photo_points: PhotoPoints,
 ) -> None:
     photo_objects = bucket.arn_for_objects("*")
     read_photo = ["s3:GetObject", "s3:GetObjectVersion"]
@@ -64,6 +70,10 @@ def _grant_handlers(
         allow(function, read_photo, [photo_objects])
     functions.decide.add_environment("RUNNERS_TABLE_NAME", runners.table_name)
     allow(functions.decide, ["dynamodb:GetItem", "dynamodb:BatchGetItem"], [runners.table_arn])
+    # The photo-versus-chip check: one batch read of the photo's bibs and the course item.
+    functions.decide.add_environment("TIMING_TABLE_NAME", timing.table_name)
+    functions.decide.add_environment(PHOTO_POINTS_ENV_VAR, photo_points.to_json())
+    allow(functions.decide, ["dynamodb:BatchGetItem"], [timing.table_arn])
 
 
 def _grant_state_machine(
@@ -153,7 +163,13 @@ class RacecheckStack(cdk.Stack):
 
         bucket = ingest.bucket
         state_machine = workflow.state_machine
-        _grant_handlers(functions, bucket=bucket, runners=tables.runners)
+        _grant_handlers(
+            functions,
+            bucket=bucket,
+            runners=tables.runners,
+            timing=tables.timing,
+            photo_points=config.photo_points,
+        )
         _grant_state_machine(state_machine, functions=functions, tables=tables, alerts=alerts)
         if digest is not None:
             _grant_digest(digest, tables=tables, alerts=alerts)
@@ -180,6 +196,7 @@ class RacecheckStack(cdk.Stack):
                 "ResultsTableName": tables.results.table_name,
                 "RunnersTableName": tables.runners.table_name,
                 "EvidenceTableName": tables.evidence.table_name,
+                "TimingTableName": tables.timing.table_name,
                 "AlertTopicArn": alerts.topic.topic_arn,
                 "StateMachineArn": state_machine.state_machine_arn,
                 "StateMachineLogGroupName": workflow.log_group.log_group_name,

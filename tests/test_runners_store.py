@@ -9,12 +9,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from racecheck.core.dynamodb_batches import UnprocessedItemsError
 from racecheck.core.registry import Runner, parse_runners_csv
-from racecheck.core.runners_store import (
-    RunnersStoreError,
-    import_runners,
-    load_runners,
-)
+from racecheck.core.runners_store import import_runners, load_runners
 
 TABLE = "runners"
 
@@ -146,7 +143,7 @@ def test_persistently_unprocessed_items_raise() -> None:
             return {"UnprocessedItems": RequestItems}
 
     # when imported / then the failure is loud
-    with pytest.raises(RunnersStoreError, match="still unprocessed"):
+    with pytest.raises(UnprocessedItemsError, match="still unprocessed"):
         import_runners(
             many_runners(3), table_name=TABLE, dynamodb_client=Throttled(), sleep=no_sleep
         )

@@ -11,32 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from racecheck.core.dynamodb_batches import WriteResult, read_items, write_items
 from racecheck.core.registry import Runner
-
-BATCH_WRITE_LIMIT = 25
-BATCH_GET_LIMIT = 100
-MAX_ATTEMPTS = 8
-BACKOFF_SECONDS = 0.05
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-class RunnersStoreError(RuntimeError):
-    """DynamoDB kept items or keys unprocessed after every retry."""
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    table_name: str
-    written: int
-    batches: int
-    retries: int
 
 
 def to_dynamodb_item(runner: Runner) -> dict[str, Any]:
@@ -50,57 +33,25 @@ def from_dynamodb_item(item: dict[str, Any]) -> Runner:
 
 def import_runners(runners: Sequence[Runner], *, table_name: str,
                    dynamodb_client: Any = None,
-                   sleep: Callable[[float], None] = time.sleep) -> ImportResult:
+                   sleep: Callable[[float], None] = time.sleep) -> WriteResult:
     """Put every runner (idempotent per bib); retries unprocessed items with backoff."""
     bibs = [runner.bib for runner in runners]
     repeated = sorted({bib for bib in bibs if bibs.count(bib) > 1})
     if repeated:
         # BatchWriteItem rejects a batch that names one key twice; refuse before writing.
         raise ValueError(f"bibs listed more than once: {', '.join(repeated)}")
-    client = dynamodb_client or _default_client()
-    requests = [{"PutRequest": {"Item": to_dynamodb_item(runner)}} for runner in runners]
-    batches = retries = 0
-    for start in range(0, len(requests), BATCH_WRITE_LIMIT):
-        pending = requests[start:start + BATCH_WRITE_LIMIT]
-        batches += 1
-        for attempt in range(MAX_ATTEMPTS):
-            response = client.batch_write_item(RequestItems={table_name: pending})
-            pending = response.get("UnprocessedItems", {}).get(table_name, [])
-            if not pending:
-                break
-            retries += 1
-            sleep(BACKOFF_SECONDS * 2**attempt)
-        else:
-            raise RunnersStoreError(
-                f"{len(pending)} runner(s) still unprocessed after {MAX_ATTEMPTS} attempts"
-            )
-    return ImportResult(table_name=table_name, written=len(requests), batches=batches,
-                        retries=retries)
+    return write_items([to_dynamodb_item(runner) for runner in runners], table_name=table_name,
+                       client=dynamodb_client or _default_client(), sleep=sleep)
 
 
 def load_runners(bibs: Iterable[str], *, table_name: str, dynamodb_client: Any = None,
                  sleep: Callable[[float], None] = time.sleep) -> dict[str, Runner]:
     """Registered runners for the given bibs; bibs not in the table are simply absent."""
     wanted = list(dict.fromkeys(str(bib) for bib in bibs))
-    client = dynamodb_client or _default_client()
-    runners: dict[str, Runner] = {}
-    for start in range(0, len(wanted), BATCH_GET_LIMIT):
-        keys: list[dict[str, Any]] = [{"bib": {"S": bib}}
-                                      for bib in wanted[start:start + BATCH_GET_LIMIT]]
-        for attempt in range(MAX_ATTEMPTS):
-            response = client.batch_get_item(RequestItems={table_name: {"Keys": keys}})
-            for item in response.get("Responses", {}).get(table_name, []):
-                runner = from_dynamodb_item(item)
-                runners[runner.bib] = runner
-            keys = response.get("UnprocessedKeys", {}).get(table_name, {}).get("Keys", [])
-            if not keys:
-                break
-            sleep(BACKOFF_SECONDS * 2**attempt)
-        else:
-            raise RunnersStoreError(
-                f"{len(keys)} bib(s) still unprocessed after {MAX_ATTEMPTS} attempts"
-            )
-    return runners
+    items = read_items([{"bib": {"S": bib}} for bib in wanted], table_name=table_name,
+                       client=dynamodb_client or _default_client(), sleep=sleep)
+    runners = (from_dynamodb_item(item) for item in items)
+    return {runner.bib: runner for runner in runners}
 
 
 def _default_client() -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 from unittest import mock
 
 from racecheck.core.digest import BY_VERDICT_INDEX, DIGEST_ATTRIBUTES
+from racecheck.core.photo_timing import PHOTO_POINTS_ENV_VAR, PhotoPoints
 from racecheck.core.settings import REPOSITORY_ROOT, Settings
 from racecheck.local.rekognition import LocalRekognitionHook, RekognitionBackend
 
@@ -71,6 +72,7 @@ class LocalNames:
     results_table: str = f"{PREFIX}-results"
     runners_table: str = f"{PREFIX}-runners"
     evidence_table: str = f"{PREFIX}-evidence"
+    timing_table: str = f"{PREFIX}-timing"
     topic: str = f"{PREFIX}-alerts"
     alert_queue: str = f"{PREFIX}-alerts-capture"
     state_machine: str = f"{PREFIX}-photo-check"
@@ -280,7 +282,7 @@ def _interpreter_speedups() -> list[Any]:
 
 
 def create_tables(dynamodb: Any, names: LocalNames) -> None:
-    """The stack's three tables and their indexes (as stacks/constructs/tables.py)."""
+    """The stack's tables and their indexes (as stacks/constructs/tables.py)."""
     string = "S"
     dynamodb.create_table(
         TableName=names.results_table, BillingMode="PAY_PER_REQUEST",
@@ -302,7 +304,7 @@ def create_tables(dynamodb: Any, names: LocalNames) -> None:
                            "NonKeyAttributes": list(DIGEST_ATTRIBUTES)},
         }],
     )
-    for table in (names.runners_table, names.evidence_table):
+    for table in (names.runners_table, names.evidence_table, names.timing_table):
         dynamodb.create_table(
             TableName=table, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "bib", "KeyType": "HASH"}],
@@ -337,7 +339,8 @@ def _create_resources(clients: dict[str, Any], names: LocalNames) -> tuple[str, 
 
 @contextmanager
 def local_stack(*, settings: Settings, backend: RekognitionBackend,
-                passthrough_rekognition: bool = False) -> Iterator[LocalStack]:
+                passthrough_rekognition: bool = False,
+                photo_points: PhotoPoints | None = None) -> Iterator[LocalStack]:
     """Start the emulated stack; the real handlers run in-process for every Lambda Task."""
     try:
         import boto3
@@ -353,7 +356,9 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
 
     names = LocalNames()
     environment = {**HANDLER_ENVIRONMENT, "RACECHECK_SETTINGS": settings.to_json(),
-                   "RUNNERS_TABLE_NAME": names.runners_table}
+                   "RUNNERS_TABLE_NAME": names.runners_table,
+                   "TIMING_TABLE_NAME": names.timing_table,
+                   PHOTO_POINTS_ENV_VAR: (photo_points or PhotoPoints()).to_json()}
     config: dict[str, Any] = {"stepfunctions": {"execute_state_machine": True},
                               "lambda": {"use_docker": False}}
     if passthrough_rekognition:

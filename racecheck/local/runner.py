@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from racecheck.core.digest import compose_digest
+from racecheck.core.photo_timing import PhotoPoints
 from racecheck.core.settings import Settings
+from racecheck.core.timing import RaceTiming
 from racecheck.local.environment import LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionBackend
 
@@ -120,7 +122,8 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                backend: RekognitionBackend, runners_csv: Path | None = None,
                in_flight: int = 2, passthrough_rekognition: bool = False,
                on_result: Callable[[dict[str, Any]], None] | None = None,
-               photos: Iterable[InputPhoto] | None = None) -> RunSummary:
+               photos: Iterable[InputPhoto] | None = None, timing: RaceTiming | None = None,
+               photo_points: PhotoPoints | None = None) -> RunSummary:
     """Check each photo as if it had been dropped into the ingest bucket.
 
     Results are appended to ``results.jsonl`` as each photo finishes, so an interrupted run
@@ -128,6 +131,7 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
     """
     from racecheck.core.registry import parse_runners_csv
     from racecheck.core.runners_store import import_runners
+    from racecheck.core.timing_store import import_timing
 
     to_check = list(photos) if photos is not None else collect_photos(inputs)
     runners = (parse_runners_csv(runners_csv.read_text(encoding="utf-8-sig"))
@@ -138,11 +142,15 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
     started_at = _utc_now()
     lines: list[dict[str, Any]] = []
     with local_stack(settings=settings, backend=backend,
-                     passthrough_rekognition=passthrough_rekognition) as stack, \
+                     passthrough_rekognition=passthrough_rekognition,
+                     photo_points=photo_points) as stack, \
             (out_dir / RESULTS_FILE).open("w", encoding="utf-8") as results:
         if runners:
             import_runners(runners, table_name=stack.names.runners_table,
                            dynamodb_client=stack.dynamodb)
+        if timing is not None:
+            import_timing(timing, table_name=stack.names.timing_table,
+                          dynamodb_client=stack.dynamodb)
         pool = ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="photo")
         execution_times: list[float] = []
         futures: dict[Future[dict[str, Any]], InputPhoto] = {

@@ -1,4 +1,5 @@
-"""DynamoDB tables: results per photo (indexed by bib and by verdict), runners, evidence per bib."""
+"""DynamoDB tables: results per photo (indexed by bib and by verdict), runners, evidence per bib,
+and the chips' splits per bib."""
 
 from __future__ import annotations
 
@@ -55,3 +56,4 @@ class Tables(Construct):
         )
         self.runners = _table(self, "Runners", partition="bib")
         self.evidence = _table(self, "Evidence", partition="bib")
+        self.timing = _table(self, "Timing", partition="bib")
