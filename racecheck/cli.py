@@ -435,7 +435,9 @@ def _clock_time_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @checkpoints_option
 @_clock_time_options
 @click.option("--tolerance", type=click.FloatRange(0.1, 30), default=None,
-              help="Seconds within which chips count as crossing together  [default: 2.0]")
+              help="Seconds within which chips count as crossing together  [default: 1 s "
+                   "plus the step the times are rounded to: 1.1 for tenths, 2.0 for whole "
+                   "seconds]")
 @format_option
 def timing_check(splits: Path, checkpoints: Path, race_date: Any, zone: str | None,
                  tolerance: float | None, output_format: str) -> None:
@@ -448,10 +450,15 @@ def timing_check(splits: Path, checkpoints: Path, race_date: Any, zone: str | No
 
         racecheck timing check splits.csv --checkpoints checkpoints.csv --format json
     """
-    from racecheck.core.mules import MIN_SHARED_CHECKPOINTS, MULE_TOLERANCE_S, find_mule_groups
+    from racecheck.core.mules import (
+        MIN_SHARED_CHECKPOINTS,
+        find_mule_groups,
+        mule_tolerance,
+        time_resolution,
+    )
 
     parsed = _parse_timing(splits, checkpoints, race_date, zone)
-    tolerance_s = MULE_TOLERANCE_S if tolerance is None else tolerance
+    tolerance_s = mule_tolerance(parsed) if tolerance is None else tolerance
     groups = [group.to_dict() for group in find_mule_groups(parsed, tolerance_s=tolerance_s)]
     if output_format == "json":
         click.echo(json.dumps({
@@ -461,6 +468,7 @@ def timing_check(splits: Path, checkpoints: Path, race_date: Any, zone: str | No
             "course": [{"checkpoint": checkpoint.name, "km": checkpoint.km,
                         "reads": sum(checkpoint.name in times for times in parsed.reads.values())}
                        for checkpoint in parsed.course],
+            "time_resolution_s": time_resolution(parsed),
             "tolerance_s": tolerance_s,
             "min_shared_checkpoints": MIN_SHARED_CHECKPOINTS,
         }, indent=2))
