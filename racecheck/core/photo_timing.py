@@ -79,7 +79,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from racecheck.core.timing import Checkpoint, iso_utc, reads_in_course_order
+from racecheck.core.timing import Checkpoint, iso_utc
 
 CLOCK_TOLERANCE_S = 15.0
 POINT_UNCERTAINTY_KM = 0.2
@@ -296,50 +296,60 @@ def passing_tolerance(*, fraction: float, interval_s: float, pace_s_per_km: floa
 def check_passing(*, course: Sequence[Checkpoint], times: Mapping[str, float] | None,
                   point_km: float, photo_seconds: float) -> PassingCheck:
     """Compare a photo of a bib at ``point_km`` with the bib's chip reads (``times``)."""
-    reads = reads_in_course_order(course, times or {})
-    behind = [(checkpoint, seconds) for checkpoint, seconds in reads if checkpoint.km <= point_km]
-    ahead = [(checkpoint, seconds) for checkpoint, seconds in reads if checkpoint.km >= point_km]
-    before, after = (behind[-1] if behind else None), (ahead[0] if ahead else None)
-    pace = _pace(reads)
+    reads = times or {}
+    behind_km = point_km - POINT_UNCERTAINTY_KM  # mats the photo proves the bib passed
+    before: tuple[Checkpoint, float] | None = None
+    after: tuple[Checkpoint, float] | None = None
+    first: tuple[Checkpoint, float] | None = None
+    last: tuple[Checkpoint, float] | None = None
+    mat_behind = read_behind = False
+    for checkpoint in course:
+        mat_behind = mat_behind or checkpoint.km <= behind_km
+        seconds = reads.get(checkpoint.name)
+        if seconds is None:
+            continue
+        last = (checkpoint, seconds)
+        first = first or last
+        read_behind = read_behind or checkpoint.km <= behind_km
+        if checkpoint.km <= point_km:
+            before = last
+        if checkpoint.km >= point_km and after is None:
+            after = last
     findings: list[str] = []
-    mats_behind = [checkpoint for checkpoint in course
-                   if checkpoint.km <= point_km - POINT_UNCERTAINTY_KM]
-    if mats_behind and not any(checkpoint.km <= mats_behind[-1].km for checkpoint, _ in reads):
+    if mat_behind and not read_behind:
         findings.append(MISSED_CHECKPOINT)
-
-    def as_read(value: tuple[Checkpoint, float] | None) -> tuple[str, float] | None:
-        return None if value is None else (value[0].name, value[1])
 
     if before is not None and after is not None:
         (start, start_s), (end, end_s) = before, after
         span_km = end.km - start.km
         fraction = (point_km - start.km) / span_km if span_km > 0 else 0.0
         chip_time = start_s + fraction * (end_s - start_s)
+        pace = (end_s - start_s) / span_km if span_km > 0 else _pace(first, last)
         tolerance = passing_tolerance(fraction=fraction, interval_s=end_s - start_s,
-                                      pace_s_per_km=(end_s - start_s) / span_km
-                                      if span_km > 0 else pace)
+                                      pace_s_per_km=pace)
         if abs(photo_seconds - chip_time) > tolerance:
             findings.append(TIMING_MISMATCH)
         return PassingCheck(findings=tuple(findings), photo_time=photo_seconds,
                             point_km=point_km, chip_time=chip_time, tolerance_s=tolerance,
-                            before=as_read(before), after=as_read(after))
+                            before=(start.name, start_s), after=(end.name, end_s))
 
     # Reads on one side only: no passing time to interpolate, but the photo cannot precede
     # the chip at a mat behind the point, nor follow it at a mat ahead.
-    tolerance = passing_tolerance(fraction=0.0, interval_s=0.0, pace_s_per_km=pace)
+    tolerance = passing_tolerance(fraction=0.0, interval_s=0.0, pace_s_per_km=_pace(first, last))
     if before is not None and photo_seconds < before[1] - tolerance:
         findings.append(TIMING_MISMATCH)
     if after is not None and photo_seconds > after[1] + tolerance:
         findings.append(TIMING_MISMATCH)
-    return PassingCheck(findings=tuple(findings), photo_time=photo_seconds, point_km=point_km,
-                        tolerance_s=tolerance if reads else None, before=as_read(before),
-                        after=as_read(after))
+    return PassingCheck(
+        findings=tuple(findings), photo_time=photo_seconds, point_km=point_km,
+        tolerance_s=tolerance if first is not None else None,
+        before=None if before is None else (before[0].name, before[1]),
+        after=None if after is None else (after[0].name, after[1]))
 
 
-def _pace(reads: Sequence[tuple[Checkpoint, float]]) -> float:
-    """The runner's average pace over all their reads, seconds per km."""
-    if len(reads) >= 2:
-        (first, first_s), (last, last_s) = reads[0], reads[-1]
-        if last.km > first.km:
-            return (last_s - first_s) / (last.km - first.km)
+def _pace(first: tuple[Checkpoint, float] | None, last: tuple[Checkpoint, float] | None
+          ) -> float:
+    """The runner's average pace from their first read to their last, seconds per km."""
+    if first is not None and last is not None and last[0].km > first[0].km:
+        return (last[1] - first[1]) / (last[0].km - first[0].km)
     return FALLBACK_PACE_S_PER_KM

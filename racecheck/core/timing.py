@@ -295,9 +295,3 @@ def _out_of_order(reads: Mapping[str, Mapping[str, float]], course: tuple[Checkp
                                  f"(line {line_of[(bib, previous[0])]})"))
             previous = (checkpoint.name, seconds)
     return problems
-
-
-def reads_in_course_order(course: Iterable[Checkpoint], times: Mapping[str, float]
-                          ) -> list[tuple[Checkpoint, float]]:
-    return [(checkpoint, times[checkpoint.name]) for checkpoint in course
-            if checkpoint.name in times]
