@@ -262,10 +262,6 @@ def test_a_local_run_with_timing_finds_photos_off_the_chip_and_the_mules(
     assert lines["finish/early.jpg"]["image"]["taken_at"] == "2026-04-19T12:17:58.500"
     assert lines["km25/early.jpg"]["links"][0]["timing"]["difference_s"] == -900.0
     assert lines["finish/early.jpg"]["links"][0]["timing"]["difference_s"] == -900.0
-    # and two inconsistent photos against one consistent make him a suspect on timing
-    (suspect,) = json.loads((out / "suspects.json").read_text(encoding="utf-8"))
-    assert (suspect["bib"], suspect["inconsistent"], suspect["consistent"]) == ("3631", 2, 1)
-    assert suspect["reason_TIMING_MISMATCH"] == 2
     # and the chip mules of the splits are listed
     assert json.loads((out / "mule_groups.json").read_text(encoding="utf-8")) == [
         {"bibs": ["1203", "4410"], "checkpoints": 4, "max_gap_s": 0.9}]
