@@ -1,4 +1,4 @@
-"""What Decide hands to the state machine: DynamoDB items, evidence updates, alerts."""
+"""What Decide hands to the state machine: DynamoDB items and alerts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 from racecheck.core.moderation import assess_moderation, top_level_category
 from racecheck.core.records import (
     alert_for,
-    evidence_update,
     from_attribute_values,
     to_attribute_values,
 )
@@ -21,30 +20,6 @@ def test_items_round_trip_through_dynamodb_attribute_values() -> None:
     values = to_attribute_values(item)
     assert values["confidence"] == {"N": "97.25"}
     assert from_attribute_values(values) == item
-
-
-def test_an_evidence_update_names_every_attribute_and_counts_each_reason(
-        settings: Settings) -> None:
-    update = evidence_update(photo_id="b/k.jpg", outcome="inconsistent",
-                             findings=["GENDER_MISMATCH", "AGE_OUTSIDE_CATEGORY"],
-                             settings=settings, recorded_at="2026-11-22T08:00:00Z")
-    expression = update["update_expression"]
-    # reserved words such as "consistent" only ever appear behind a placeholder
-    assert " consistent " not in expression
-    assert update["attribute_names"]["#consistent"] == "consistent"
-    reason_names = {value for key, value in update["attribute_names"].items()
-                    if key.startswith("#reason")}
-    assert reason_names == {"reason_GENDER_MISMATCH", "reason_AGE_OUTSIDE_CATEGORY"}
-    assert update["attribute_values"][":inconsistent"] == {"N": "1"}
-    assert update["attribute_values"][":consistent"] == {"N": "0"}
-    assert update["attribute_values"][":photo"] == {"SS": ["b/k.jpg"]}
-    assert update["min_inconsistent"] == settings.suspect_min_inconsistent
-
-
-def test_a_consistent_photo_adds_the_configured_weight(settings: Settings) -> None:
-    update = evidence_update(photo_id="b/k.jpg", outcome="consistent", findings=[],
-                             settings=settings, recorded_at="2026-11-22T08:00:00Z")
-    assert update["attribute_values"][":weighted"] == {"N": str(settings.suspect_ratio)}
 
 
 def test_alert_subjects_stay_within_the_sns_limit() -> None:
