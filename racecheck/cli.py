@@ -7,7 +7,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
@@ -63,6 +63,9 @@ def _print_summary(summary: Any, *, review_page: Path | None) -> None:
                f"(${PRICE_PER_CALL_USD['DetectText']:.3f} per image per API) that is "
                f"${summary.estimated_cost_usd:.4f}")
     click.echo(f"Alerts that would have been sent: {summary.alerts}")
+    if summary.follow_up_failures:
+        click.echo(f"Follow-ups set aside after every retry: {summary.follow_up_failures} "
+                   "(index entries, evidence or alerts are missing for those photos)")
     if summary.suspects:
         click.echo("Suspects (runners whose photos repeatedly disagree with their registration):")
         for suspect in summary.suspects:
@@ -424,4 +427,70 @@ def suspects(local_dir: Path | None, stack_name: str, table: str | None,
           output_format)
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {}
+def _output(outputs: dict[str, str], key: str, stack_name: str) -> str:
+    if key not in outputs:
+        fail(f"stack {stack_name} has no output {key}: deploy this version first (`cdk deploy`)")
+    return outputs[key]
+
+
+@main.command()
+@click.option("--errors", "errors", is_flag=True,
+              help="Queue every photo whose verdict is ERROR again.")
+@click.option("--follow-ups", "follow_ups", is_flag=True,
+              help="Hand failed index/evidence/alert batches to their function again.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be checked again.")
+@stack_option
+def redrive(errors: bool, follow_ups: bool, dry_run: bool, stack_name: str) -> None:
+    """Check again what the deployed pipeline set aside.
+
+    Without options, moves every message of the photo dead-letter queue back to the ingest
+    queue (SQS's own move task). Run it when the dead-letter alarm fires, once the cause
+    (a permission, an outage, the quota) is fixed.
+
+    Example:
+
+        racecheck redrive                # dead-lettered photos back to the queue
+        racecheck redrive --errors       # every ERROR verdict checked again
+        racecheck redrive --follow-ups   # failed alert/evidence batches
+    """
+    import boto3
+
+    from racecheck import redrive as redriving
+
+    outputs = _stack_outputs(stack_name)
+    if errors:
+        photos = list(redriving.error_photos(
+            boto3.client("dynamodb"), table=_output(outputs, "ResultsTableName", stack_name)))
+        for photo in photos:
+            click.echo(f"s3://{photo.bucket}/{photo.key} ({', '.join(photo.reasons)})")
+        if dry_run:
+            click.echo(f"{len(photos)} photo(s) with an ERROR verdict would be checked again")
+            return
+        sent = redriving.queue_again(boto3.client("sqs"), photos=photos,
+                                     queue_url=_output(outputs, "PhotoQueueUrl", stack_name))
+        click.echo(f"{sent} photo(s) queued to be checked again")
+    elif follow_ups:
+        if dry_run:
+            fail("--dry-run lists ERROR photos only; --follow-ups has nothing to list first")
+        function_by_table = {
+            outputs["ResultsTableName"]: _output(outputs, "FollowUpFunctionName", stack_name),
+            outputs["EvidenceTableName"]: _output(outputs, "SuspectAlertsFunctionName",
+                                                  stack_name),
+        }
+        done = redriving.redrive_follow_ups(
+            boto3.client("sqs"), boto3.client("dynamodbstreams"), boto3.client("lambda"),
+            queue_url=_output(outputs, "FollowUpDeadLetterQueueUrl", stack_name),
+            function_by_table=function_by_table)
+        click.echo(f"{done.batches} batch(es), {done.records} stream record(s) followed up again")
+        if done.expired:
+            click.echo(f"{done.expired} batch(es) are older than the stream's 24 hours and stay "
+                       "in the queue: their photos are in the results table (see README)")
+    else:
+        if dry_run:
+            fail("--dry-run lists ERROR photos only: use it with --errors")
+        task = redriving.move_dead_letters(
+            boto3.client("sqs"),
+            dead_letter_queue_arn=_output(outputs, "DeadLetterQueueArn", stack_name),
+            queue_arn=_output(outputs, "PhotoQueueArn", stack_name))
+        click.echo(f"moving the dead-lettered photos back to the ingest queue (task {task})")
+

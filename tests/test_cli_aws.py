@@ -11,7 +11,8 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.response import StreamingBody
+from botocore.stub import ANY, Stubber
 from click.testing import CliRunner
 from moto import mock_aws
 
@@ -120,3 +121,108 @@ def test_the_real_rekognition_backend_shrinks_photos_over_the_bytes_limit() -> N
         stub.add_response("detect_text", load_fixture("rekognition/detect_text_nothing.json"))
         RealRekognitionBackend(client_factory=lambda: client)("DetectText", huge, {})
     assert sent and sent[0] <= REKOGNITION_MAX_IMAGE_BYTES
+
+
+# --------------------------------------------------------------------------- redrive
+
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:racecheck-ingest"
+DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:racecheck-ingest-dead-letters"
+
+
+def test_dead_lettered_photos_go_back_with_sqs_own_move_task() -> None:
+    from racecheck.redrive import move_dead_letters
+
+    client, stub = stubbed_sqs()
+    stub.add_response("start_message_move_task", {"TaskHandle": "handle-1"},
+                      {"SourceArn": DLQ_ARN, "DestinationArn": QUEUE_ARN})
+    with stub:
+        assert move_dead_letters(client, dead_letter_queue_arn=DLQ_ARN,
+                                 queue_arn=QUEUE_ARN) == "handle-1"
+        stub.assert_no_pending_responses()
+
+
+def stubbed_sqs() -> tuple[Any, Stubber]:
+    client = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+    return client, Stubber(client)
+
+
+def test_redrive_errors_queues_every_error_photo_again(
+        aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from racecheck.core.records import to_attribute_values
+
+    # given two ERROR records and one real verdict
+    for key, verdict in (("a.jpg", "ERROR"), ("b c/d.jpg", "ERROR"), ("e.jpg", "PASS")):
+        aws.put_item(TableName=RESULTS, Item=to_attribute_values({
+            "photo": f"ingest/{key}", "version": "v1", "bucket": "ingest", "key": key,
+            "verdict": verdict, "reasons": [f"ERROR:{verdict}"],
+            "recorded_at": "2026-11-22T08:00:00.000Z"}))
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
+    monkeypatch.setattr("racecheck.cli._stack_outputs", lambda _name: {
+        "ResultsTableName": RESULTS, "PhotoQueueUrl": queue_url})
+    # when listed, nothing is queued
+    listed = CliRunner().invoke(main, ["redrive", "--errors", "--dry-run"])
+    assert listed.exit_code == 0, listed.output
+    assert "2 photo(s) with an ERROR verdict" in listed.output
+    assert sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
+        "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    # when redriven, each ERROR photo's event is in the queue, shaped as the workflow reads it
+    result = CliRunner().invoke(main, ["redrive", "--errors"])
+    assert result.exit_code == 0, result.output
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    events = sorted((json.loads(m["Body"])["detail"] for m in messages),
+                    key=lambda detail: detail["object"]["key"])
+    assert [(d["bucket"]["name"], d["object"]["key"], d["object"]["version-id"])
+            for d in events] == [("ingest", "a.jpg", "v1"), ("ingest", "b c/d.jpg", "v1")]
+
+
+def test_redrive_from_an_older_stack_says_what_is_missing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("racecheck.cli._stack_outputs", lambda _name: {})
+    result = CliRunner().invoke(main, ["redrive"])
+    assert result.exit_code == 1
+    assert "no output DeadLetterQueueArn" in result.output
+
+
+FIRST, LAST = "111100000000000000000100", "111100000000000000000101"
+
+
+def test_failed_follow_up_batches_are_handed_to_their_function_again() -> None:
+    from racecheck.redrive import redrive_follow_ups
+
+    stream = ("arn:aws:dynamodb:us-east-1:123456789012:table/racecheck-results/stream/"
+              "2026-11-22T00:00:00.000")
+    failure = {"requestContext": {"condition": "RetryAttemptsExhausted"},
+               "DDBStreamBatchInfo": {"shardId": "shardId-1", "startSequenceNumber": FIRST,
+                                      "endSequenceNumber": LAST, "streamArn": stream,
+                                      "batchSize": 2}}
+    sqs, sqs_stub = stubbed_sqs()
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    streams_stub = Stubber(streams)
+    lambda_client = boto3.client("lambda", region_name="us-east-1",
+                                 aws_access_key_id="testing", aws_secret_access_key="testing")
+    lambda_stub = Stubber(lambda_client)
+    sqs_stub.add_response("receive_message", {"Messages": [{
+        "MessageId": "m1", "ReceiptHandle": "r1", "Body": json.dumps(failure)}]})
+    streams_stub.add_response("get_shard_iterator", {"ShardIterator": "it-1"}, {
+        "StreamArn": stream, "ShardId": "shardId-1", "ShardIteratorType": "AT_SEQUENCE_NUMBER",
+        "SequenceNumber": FIRST})
+    record = {"eventID": "e", "eventName": "INSERT",
+              "dynamodb": {"SequenceNumber": FIRST, "Keys": {"photo": {"S": "p"}}}}
+    later = {**record, "dynamodb": {**record["dynamodb"], "SequenceNumber": str(int(LAST) + 1)}}
+    streams_stub.add_response("get_records", {"Records": [record, later],
+                                              "NextShardIterator": "it-2"})
+    lambda_stub.add_response("invoke", {"StatusCode": 200, "Payload": StreamingBody(
+        io.BytesIO(b'{"batchItemFailures": []}'), 25)}, {
+        "FunctionName": "follow-up-fn", "Payload": ANY})
+    sqs_stub.add_response("delete_message", {}, {"QueueUrl": "dlq", "ReceiptHandle": "r1"})
+    sqs_stub.add_response("receive_message", {"Messages": []})
+    with sqs_stub, streams_stub, lambda_stub:
+        done = redrive_follow_ups(sqs, streams, lambda_client, queue_url="dlq",
+                                  function_by_table={"racecheck-results": "follow-up-fn"})
+        for stub in (sqs_stub, streams_stub, lambda_stub):
+            stub.assert_no_pending_responses()
+    # then only the failed batch's records (up to its last sequence number) were handed over
+    assert (done.batches, done.records, done.expired) == (1, 1, 0)

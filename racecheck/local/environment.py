@@ -43,6 +43,8 @@ PREFIX = "racecheck-local"
 # after as many receives as the deployed queue does by default.
 LOCAL_THROUGHPUT = Throughput(rekognition_tps=1000, photo_check_seconds=1, max_receives=10,
                               requeue_delay_seconds=0)
+# Longer than any local run takes: a message is never delivered twice at once.
+LOCAL_VISIBILITY_TIMEOUT_SECONDS = 3600
 # A stream record that keeps failing is retried this often before it is set aside, as the
 # deployed event source sends it to its dead-letter queue after its retries.
 STREAM_RETRIES = 5
@@ -256,8 +258,12 @@ class LocalStack:
             response = self._invoke(CONSUMER, {"Records": [_sqs_record(message, self.names)]})
         except Exception:
             # An invocation that fails as a whole (a crash, a timeout) leaves every message
-            # of its batch in the queue, to come back when its visibility timeout ends.
+            # of its batch in the queue, to come back when its visibility timeout ends: at
+            # once here, rather than after the deployed half hour.
             response = {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+            self.sqs.change_message_visibility(QueueUrl=self.photo_queue_url,
+                                               ReceiptHandle=message["ReceiptHandle"],
+                                               VisibilityTimeout=0)
         failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
         if message["MessageId"] not in failed:
             self.sqs.delete_message(QueueUrl=self.photo_queue_url,
@@ -641,9 +647,8 @@ def _create_resources(clients: dict[str, Any], names: LocalNames,
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn(capture_url))
     dead_letters_url = sqs.create_queue(QueueName=names.dead_letter_queue)["QueueUrl"]
     photo_queue_url = sqs.create_queue(QueueName=names.photo_queue, Attributes={
-        # A message the consumer has not finished comes back at once (the deployed queue
-        # waits out its visibility timeout); redrive after as many receives as deployed.
-        "VisibilityTimeout": "0",
+        # Hidden while a consumer works on it, as deployed; redrive after as many receives.
+        "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT_SECONDS),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": queue_arn(dead_letters_url),
                                      "maxReceiveCount": throughput.max_receives}),
     })["QueueUrl"]

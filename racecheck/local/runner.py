@@ -23,6 +23,9 @@ RESULTS_FILE = "results.jsonl"
 ALERTS_FILE = "alerts.jsonl"
 SUSPECTS_FILE = "suspects.json"
 # What the results file keeps of a record: the photo's own findings, not the bookkeeping.
+# How often the emulated event sources look for new work while nothing else is happening.
+IDLE_POLL_SECONDS = 0.02
+STREAM_POLL_SECONDS = 0.25
 RECORD_FIELDS = ("verdict", "reasons", "summary", "image", "bibs", "near_misses", "faces",
                  "links", "moderation_labels", "recorded_at")
 
@@ -208,7 +211,9 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                     return
                 delivery = stack.deliver()
                 if delivery is None:
-                    time.sleep(0.005)  # a requeued photo is only visible again shortly
+                    # Another poller holds the last photos; each receive costs CPU the
+                    # detectors need, so wait a little before asking again.
+                    time.sleep(IDLE_POLL_SECONDS)
                 elif delivery.done:
                     finish(delivery)
 
@@ -217,7 +222,7 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
         try:
             while not all(worker.done() for worker in workers):
                 stack.pump_streams()
-                wait(workers, timeout=0.05)
+                wait(workers, timeout=STREAM_POLL_SECONDS)
             for worker in workers:
                 worker.result()
         except KeyboardInterrupt:

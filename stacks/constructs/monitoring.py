@@ -78,7 +78,7 @@ class Monitoring(Construct):
             )
         alarm("ErrorVerdicts", racecheck_metric("PhotosError"), 1,
               "Photos were recorded with an ERROR verdict: see their reasons "
-              "(`racecheck photos --verdict ERROR` or the results table).")
+              "(`racecheck redrive --errors --dry-run` lists them).")
         alarm("FailedExecutions", racecheck_metric("UnexpectedExecutionFailures"), 1,
               "Express runs failed in a way no retry fixes (not throttling): see the state "
               "machine's log group.")
