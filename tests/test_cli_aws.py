@@ -209,9 +209,11 @@ def test_failed_follow_up_batches_are_handed_to_their_function_again() -> None:
     streams_stub.add_response("get_shard_iterator", {"ShardIterator": "it-1"}, {
         "StreamArn": stream, "ShardId": "shardId-1", "ShardIteratorType": "AT_SEQUENCE_NUMBER",
         "SequenceNumber": FIRST})
-    record = {"eventID": "e", "eventName": "INSERT",
-              "dynamodb": {"SequenceNumber": FIRST, "Keys": {"photo": {"S": "p"}}}}
-    later = {**record, "dynamodb": {**record["dynamodb"], "SequenceNumber": str(int(LAST) + 1)}}
+    def stream_record(sequence: str) -> dict[str, Any]:
+        return {"eventID": "e", "eventName": "INSERT",
+                "dynamodb": {"SequenceNumber": sequence, "Keys": {"photo": {"S": "p"}}}}
+
+    record, later = stream_record(FIRST), stream_record(str(int(LAST) + 1))
     streams_stub.add_response("get_records", {"Records": [record, later],
                                               "NextShardIterator": "it-2"})
     lambda_stub.add_response("invoke", {"StatusCode": 200, "Payload": StreamingBody(

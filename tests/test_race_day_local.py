@@ -13,13 +13,11 @@ import zlib
 from collections import Counter, defaultdict
 from typing import Any
 
-import pytest
-
 from racecheck.core.records import from_attribute_values
 from racecheck.core.registry import parse_runners_csv
 from racecheck.core.runners_store import import_runners
 from racecheck.core.settings import Settings
-from racecheck.local.environment import LocalStack, local_stack
+from racecheck.local.environment import CONSUMER, LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionError
 from tests.conftest import load_fixture, make_jpeg
 
@@ -78,24 +76,25 @@ def scan(stack: LocalStack, table: str) -> list[dict[str, Any]]:
 
 
 def test_a_throttled_race_day_with_restarts_records_everything_once(
-        settings: Settings, retry_sleeps: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
+        settings: Settings, retry_sleeps: list[float]) -> None:
     csv, plan = race()
     backend = RaceDay(plan)
-    from lambdas import start_checks
-
-    original_check = start_checks._check
     crashed: set[str] = set()
 
-    def crash_after_some_runs(record: Any) -> str:
-        kind = original_check(record)
-        key = json.loads(record.body)["detail"]["object"]["key"]
-        if kind == "checked" and zlib.crc32(key.encode()) % 7 == 0 and key not in crashed:
-            crashed.add(key)  # the run recorded its verdict; the consumer died before answering
-            raise RuntimeError("Task timed out")
-        return kind
+    def crash_after_some_runs(consumer: Any) -> Any:
+        def invoke(event: dict[str, Any], context: Any) -> Any:
+            response = consumer(event, context)
+            key = json.loads(event["Records"][0]["body"])["detail"]["object"]["key"]
+            if (not response["batchItemFailures"] and key not in crashed
+                    and zlib.crc32(key.encode()) % 7 == 0):
+                crashed.add(key)  # the run recorded its verdict; the consumer then died
+                raise TimeoutError("Task timed out")
+            return response
 
-    monkeypatch.setattr(start_checks, "_check", crash_after_some_runs)
+        return invoke
+
     with local_stack(settings=settings, backend=backend) as stack:
+        stack.handlers[CONSUMER] = crash_after_some_runs(stack.handlers[CONSUMER])
         import_runners(parse_runners_csv(csv), table_name=stack.names.runners_table,
                        dynamodb_client=stack.dynamodb)
         for key in plan:

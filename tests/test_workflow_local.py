@@ -15,7 +15,7 @@ import pytest
 from racecheck.core.registry import parse_runners_csv
 from racecheck.core.runners_store import import_runners
 from racecheck.core.settings import Settings
-from racecheck.local.environment import Delivery, LocalStack, local_stack
+from racecheck.local.environment import CONSUMER, Delivery, LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionError
 from tests.conftest import load_fixture, make_jpeg
 
@@ -306,28 +306,26 @@ def test_same_event_three_times_gives_one_result_and_one_alert(
 
 
 def test_a_consumer_crash_after_the_record_is_written_loses_no_alert(
-    stack: LocalStack, rekognition: ScriptedRekognition, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, rekognition: ScriptedRekognition
 ) -> None:
     # given a photo that earns an alert, and a consumer that dies right after its first run
     register(stack, "3631,F,18-39,Ana")
     rekognition.script("crash.jpg", **CLEAN_MALE)
-    from lambdas import start_checks
+    consumer = stack.handlers[CONSUMER]
+    crashes: list[dict[str, Any]] = []
 
-    crashes: list[str] = []
-    original = start_checks._check
-
-    def crash_once(record: Any) -> str:
-        kind = original(record)
+    def crash_once(event: dict[str, Any], context: Any) -> Any:
+        response = consumer(event, context)
         if not crashes:
-            crashes.append(kind)
-            raise RuntimeError("Task timed out")  # the run finished; the answer was lost
-        return kind
+            crashes.append(response)
+            raise TimeoutError("Task timed out")  # the run finished; the answer was lost
+        return response
 
-    monkeypatch.setattr(start_checks, "_check", crash_once)
+    stack.handlers[CONSUMER] = crash_once
     delivery, record = check(stack, "crash.jpg", make_jpeg())
     # then the message came back, the second run found the record, and the alert that
     # follows from the record went out once
-    assert crashes == ["checked"] and delivery.receive_count == 2
+    assert crashes == [{"batchItemFailures": []}] and delivery.receive_count == 2
     assert record["verdict"] == "FAIL"
     assert count_records(stack) == 1
     assert len(stack.drain_alerts()) == 1

@@ -205,7 +205,8 @@ class LocalStack:
         self.rekognition = hook
         self.handler_clock = handler_clock
         self.throughput = throughput
-        self._handlers = handlers
+        # The handlers AWS invokes from event sources, by module (tests may wrap them).
+        self.handlers = handlers
         self._stream_lock = threading.Lock()
         self._cursors = [self._cursor(table) for table in (names.results_table,
                                                             names.evidence_table)]
@@ -375,7 +376,7 @@ class LocalStack:
     def _invoke(self, module: str, event: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            result: dict[str, Any] = self._handlers[module](
+            result: dict[str, Any] = self.handlers[module](
                 event, _lambda_context(module.rsplit(".", 1)[-1]))
         finally:
             with self._clock_lock:
