@@ -140,6 +140,9 @@ def test_the_last_receive_records_an_error_that_says_why_and_keeps_the_event(
         return original(**request)
 
     consumer.dynamodb.put_item = capture  # type: ignore[method-assign]
+    # and the message is visible again at once, so its next receive moves it to the DLQ
+    consumer.sqs_stub.add_response("change_message_visibility", {}, {
+        "QueueUrl": QUEUE_URL, "ReceiptHandle": ANY, "VisibilityTimeout": 0})
     response = consumer.run(sqs_event(receive_count=4))
     # then the photo has an ERROR record, and the message is left to go to the DLQ
     assert failed_ids(response) == [message_id()]

@@ -144,6 +144,9 @@ def check_message(*, message_id: str, body: str, receive_count: int,
             summary=(f"Gave up after {receive_count} attempts ({error_name}); the event is in "
                      "the dead-letter queue: `racecheck redrive` checks it again."),
             execution=execution_name))
+        # Visible again at once: its next receive moves it to the dead-letter queue rather
+        # than after the queue's half-hour visibility timeout.
+        requeue(0)
         raise PhotoNotDone(GAVE_UP, f"after {receive_count} attempts: {error_name}")
     delay = throughput.requeue_delay(receive_count)
     requeue(delay)
