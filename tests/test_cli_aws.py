@@ -186,6 +186,7 @@ def test_redrive_from_an_older_stack_says_what_is_missing(
 
 
 FIRST, LAST = "111100000000000000000100", "111100000000000000000101"
+SHARD = "shardId-00000001763799249000-f35f62ef"
 
 
 def test_failed_follow_up_batches_are_handed_to_their_function_again() -> None:
@@ -194,7 +195,7 @@ def test_failed_follow_up_batches_are_handed_to_their_function_again() -> None:
     stream = ("arn:aws:dynamodb:us-east-1:123456789012:table/racecheck-results/stream/"
               "2026-11-22T00:00:00.000")
     failure = {"requestContext": {"condition": "RetryAttemptsExhausted"},
-               "DDBStreamBatchInfo": {"shardId": "shardId-1", "startSequenceNumber": FIRST,
+               "DDBStreamBatchInfo": {"shardId": SHARD, "startSequenceNumber": FIRST,
                                       "endSequenceNumber": LAST, "streamArn": stream,
                                       "batchSize": 2}}
     sqs, sqs_stub = stubbed_sqs()
@@ -207,7 +208,7 @@ def test_failed_follow_up_batches_are_handed_to_their_function_again() -> None:
     sqs_stub.add_response("receive_message", {"Messages": [{
         "MessageId": "m1", "ReceiptHandle": "r1", "Body": json.dumps(failure)}]})
     streams_stub.add_response("get_shard_iterator", {"ShardIterator": "it-1"}, {
-        "StreamArn": stream, "ShardId": "shardId-1", "ShardIteratorType": "AT_SEQUENCE_NUMBER",
+        "StreamArn": stream, "ShardId": SHARD, "ShardIteratorType": "AT_SEQUENCE_NUMBER",
         "SequenceNumber": FIRST})
     def stream_record(sequence: str) -> dict[str, Any]:
         return {"eventID": "e", "eventName": "INSERT",

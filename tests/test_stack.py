@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,7 +175,7 @@ def test_given_default_context_when_synthesized_then_resource_counts_match_the_d
         "AWS::Lambda::Permission": 1,
         "AWS::Lambda::EventSourceMapping": 3,
         "AWS::StepFunctions::StateMachine": 1,
-        "AWS::DynamoDB::Table": 3,
+        "AWS::DynamoDB::Table": 4,
         "AWS::S3::Bucket": 2,
         "AWS::SNS::Topic": 1,
         "AWS::SNS::Subscription": 0,
@@ -371,11 +372,15 @@ def test_given_rekognition_tps_then_the_consumer_takes_one_photo_at_a_time_at_ca
 
 
 def test_given_a_higher_quota_then_the_concurrency_follows_it() -> None:
+    from racecheck.core.throughput import QUOTA_SHARE
+
     _, stack = build_app(context_overrides={"rekognition_tps": "50"})
     template = Template.from_stack(stack)
+    seconds = cdk_json_context()["photo_check_seconds"]
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
-        {"BatchSize": 1, "ScalingConfig": {"MaximumConcurrency": 180}},  # ceil(0.9 * 50 * 4)
+        {"BatchSize": 1,
+         "ScalingConfig": {"MaximumConcurrency": math.ceil(QUOTA_SHARE * 50 * seconds)}},
     )
 
 
@@ -651,11 +656,13 @@ def test_given_the_handlers_then_each_role_holds_exactly_its_grants(
     )
     xray = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
     read_photo = {("s3:GetObject", f"{bucket}/*"), ("s3:GetObjectVersion", f"{bucket}/*")}
+    # every Rekognition call first takes a slot of the shared quota
+    rekognition = xray | read_photo | {("dynamodb:UpdateItem", quota_table_id(resources))}
     expected = {
         "check_image": xray | read_photo | {("s3:ListBucket", bucket)},
-        "moderate": xray | read_photo | {("rekognition:DetectModerationLabels", "*")},
-        "read_bibs": xray | read_photo | {("rekognition:DetectText", "*")},
-        "analyze_faces": xray | read_photo | {("rekognition:DetectFaces", "*")},
+        "moderate": rekognition | {("rekognition:DetectModerationLabels", "*")},
+        "read_bibs": rekognition | {("rekognition:DetectText", "*")},
+        "analyze_faces": rekognition | {("rekognition:DetectFaces", "*")},
         "decide": xray | {("dynamodb:GetItem", runners), ("dynamodb:BatchGetItem", runners)},
         "digest": xray | digest_grants(resources),
         "start_checks": xray | consumer_grants(resources),
@@ -709,6 +716,13 @@ def evidence_table_id(resources: dict[str, Any]) -> str:
                 k["AttributeName"] for k in table["Properties"]["KeySchema"]] == ["bib"]:
             return key
     raise AssertionError("no evidence table")
+
+
+def quota_table_id(resources: dict[str, Any]) -> str:
+    for key, table in of_type(resources, "AWS::DynamoDB::Table").items():
+        if [k["AttributeName"] for k in table["Properties"]["KeySchema"]] == ["api"]:
+            return key
+    raise AssertionError("no quota table")
 
 
 def publish_grants(resources: dict[str, Any]) -> set[tuple[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import threading
 import time
 from collections import Counter
@@ -128,7 +129,7 @@ class _Feeder:
     @property
     def exhausted(self) -> bool:
         with self._lock:
-            return (self.stopped or not self._pending) and self._queued == 0
+            return self.stopped or (not self._pending and self._queued == 0)
 
 
 def _utc_now() -> str:
@@ -179,15 +180,16 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
             import_runners(runners, table_name=stack.names.runners_table,
                            dynamodb_client=stack.dynamodb)
         feeder = _Feeder(stack, to_check, ahead=2 * pollers)
-        write_lock = threading.Lock()
+        # Pollers hand finished lines to this thread, which writes them and reports them:
+        # Ctrl-C and the progress bar both live here.
+        finished: queue.Queue[dict[str, Any]] = queue.Queue()
 
         def record(line: dict[str, Any]) -> None:
-            with write_lock:
-                lines.append(line)
-                results.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
-                results.flush()
-                summary.photos += 1
-                summary.verdicts[line["verdict"]] += 1
+            lines.append(line)
+            results.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+            results.flush()
+            summary.photos += 1
+            summary.verdicts[line["verdict"]] += 1
             if on_result:
                 on_result(line)
 
@@ -202,10 +204,10 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                         "reasons": [f"ERROR:{type(error).__name__}"],
                         "summary": str(error)[:500], "error": str(error)[:500]}
             feeder.finished_one()
-            record(line)
+            finished.put(line)
 
         def poll() -> None:
-            while True:
+            while not feeder.stopped:
                 feeder.top_up()
                 if feeder.exhausted:
                     return
@@ -217,12 +219,20 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                 elif delivery.done:
                     finish(delivery)
 
+        def record_finished(timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    record(finished.get(timeout=left))
+                except queue.Empty:
+                    return
+
         pool = ThreadPoolExecutor(max_workers=pollers, thread_name_prefix="photo")
         workers = [pool.submit(poll) for _ in range(pollers)]
         try:
             while not all(worker.done() for worker in workers):
                 stack.pump_streams()
-                wait(workers, timeout=STREAM_POLL_SECONDS)
+                record_finished(STREAM_POLL_SECONDS)
             for worker in workers:
                 worker.result()
         except KeyboardInterrupt:
@@ -234,6 +244,9 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                 wait(workers)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while not finished.empty():
+                record(finished.get())
         for photo, error in feeder.unreadable:
             record({"key": photo.key, "verdict": "ERROR", "reasons": ["ERROR:UnreadableFile"],
                     "summary": str(error), "error": str(error)})
