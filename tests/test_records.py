@@ -72,3 +72,25 @@ def test_moderation_ignores_labels_below_the_threshold(settings: Settings) -> No
 def test_a_parent_loop_in_a_malformed_response_does_not_hang() -> None:
     parents = {"A": "B", "B": "A"}
     assert top_level_category({"Name": "A", "ParentName": "B"}, parents) in ("A", "B")
+
+
+def test_alerts_say_registered_x_plainly_for_a_non_binary_runner(settings: Settings) -> None:
+    from racecheck.core.records import build_outcome
+    from racecheck.core.registry import Runner
+    from tests.test_rules import bib, decide, face
+
+    # given a runner registered X 60-69 whose bib is worn by someone estimated 22-30
+    sam = Runner("12", "X", 60, 69, "60-69", "Sam Lee")
+    decision = decide([bib("12", 600)], [face(600, "Female", 99.9, 22, 30)], [sam])
+    # when Decide shapes the record, the photo alert and the suspect template
+    outcome = build_outcome(
+        photo={"photo": "b/k.jpg", "version": "v1", "bucket": "b", "key": "k.jpg"},
+        decision=decision, image={"accepted": True}, moderation=None, text=None, faces=None,
+        settings=settings, recorded_at="2026-11-22T08:00:00Z", execution="e")
+    # then each names the registration as X, and the photo alert says gender was not compared
+    message = outcome["alert"]["message"]
+    assert ("Bib 12: registered X 60-69 (Sam Lee); estimated F 99.9% age 22-30: "
+            "AGE_OUTSIDE_CATEGORY (gender not compared: registered X)") in message
+    assert "(registered X, 60-69)" in message  # the decision's summary line
+    template = outcome["bib_entries"][0]["evidence"]["suspect_message_template"]
+    assert template.startswith("racecheck SUSPECT: bib 12, Sam Lee (X 60-69).")
