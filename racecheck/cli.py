@@ -400,6 +400,7 @@ def runners_import(file: Path, race_date: Any, prune: bool, dry_run: bool, yes: 
 
     parsed = _parse_runners(file, race_date.date() if race_date else None)
     table_name = None
+    reading_started = time.perf_counter()
     try:
         if local_dir is not None:
             where = str(runners_file.runners_path(local_dir))
@@ -415,6 +416,7 @@ def runners_import(file: Path, race_date: Any, prune: bool, dry_run: bool, yes: 
         _aws_error(error)
     except ValueError as error:  # a stored item that no longer parses
         fail(f"{where}: {error}")
+    read_seconds = time.perf_counter() - reading_started
     _print_plan(plan, where=where, in_file=len(parsed), prune=prune)
     if dry_run:
         click.echo("Dry run: nothing written.")
@@ -435,10 +437,11 @@ def runners_import(file: Path, race_date: Any, prune: bool, dry_run: bool, yes: 
                                                    on_written=bar.update)
         except (BotoCoreError, ClientError, runners_store.RunnersStoreError) as error:
             _aws_error(error)
-        requests = f"; {result.batches} batch request(s), {result.retries} retried"
+        requests = f", {result.batches} batch request(s), {result.retries} retried"
     click.echo(f"Imported {file} into {where}: {plan.count(runners_store.ADDED)} added, "
                f"{plan.count(runners_store.UPDATED)} updated, {removals} removed, "
-               f"{plan.unchanged} unchanged in {time.perf_counter() - started:.1f} s{requests}")
+               f"{plan.unchanged} unchanged (reading {read_seconds:.1f} s, writing "
+               f"{time.perf_counter() - started:.1f} s{requests})")
 
 
 @runners.command(name="history")

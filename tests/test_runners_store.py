@@ -283,15 +283,15 @@ def test_items_imported_before_history_existed_get_one_on_their_next_change(
 
 
 def test_parallel_batches_write_every_item_and_report_progress(dynamodb: Any) -> None:
-    # given 1,010 runners (41 batches, the last one short), a third of them registered X
-    runners = many_runners(1010)
+    # given 260 runners (11 batches, the last one short), a third of them registered X
+    runners = many_runners(260)
     progress: list[int] = []
     # when written with 8 batches in flight
     result = write_items([runner.to_item() for runner in runners], table_name=TABLE,
                          dynamodb_client=dynamodb, workers=8, on_written=progress.append)
     # then every item is in the table, as written, and progress adds up to the total
-    assert (result.written, result.batches) == (1010, 41)
-    assert sorted(progress) == [10] + [25] * 40
+    assert (result.written, result.batches) == (260, 11)
+    assert sorted(progress) == [10] + [25] * 10
     loaded = load_runners([runner.bib for runner in runners], table_name=TABLE,
                           dynamodb_client=dynamodb)
     assert loaded == {runner.bib: runner for runner in runners}
