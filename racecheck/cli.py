@@ -293,7 +293,7 @@ local_option = click.option(
 
 @main.group()
 def runners() -> None:
-    """The registration list: check it, import it into the runners table."""
+    """The registration list: check it, import it (AWS or --local), see its changes."""
 
 
 def _parse_runners(path: Path, race_date: date | None) -> list[Any]:
