@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from moto import mock_aws
 
 from racecheck.cli import main
+from racecheck.core.runners_store import load_runners
 from racecheck.local.backends import REKOGNITION_MAX_IMAGE_BYTES, RealRekognitionBackend
 from racecheck.local.environment import LocalNames, create_tables
 from racecheck.local.rekognition import RekognitionError
@@ -54,11 +55,89 @@ def test_runners_import_writes_and_reimport_updates(aws: Any, tmp_path: Path) ->
 
 def test_a_bad_file_imports_nothing(aws: Any, tmp_path: Path) -> None:
     runners = tmp_path / "runners.csv"
-    runners.write_text("bib,gender,age_category\n3631,F,18-39\n12,X,18-39\n")
+    runners.write_text("bib,gender,age_category\n3631,F,18-39\n12,Q,18-39\n")
     result = CliRunner().invoke(main, ["runners", "import", str(runners), "--table", RUNNERS])
     assert result.exit_code == 1
     assert "line 3" in result.output
     assert aws.scan(TableName=RUNNERS)["Items"] == []
+
+
+def import_list(path: Path, rows: str, *options: str, answer: str | None = None) -> Any:
+    path.write_text("bib,gender,age_category,name\n" + rows, encoding="utf-8")
+    return CliRunner().invoke(main, ["runners", "import", str(path), "--table", RUNNERS,
+                                     *options], input=answer)
+
+
+def test_prune_dry_run_lists_the_changes_and_writes_nothing(aws: Any, tmp_path: Path) -> None:
+    # given Ana on 3631, Bo on 77 and Sam (non-binary) on 12 imported
+    runners = tmp_path / "runners.csv"
+    first = import_list(runners, "3631,F,18-39,Ana\n77,M,70+,Bo\n12,NB,40-44,Sam\n")
+    assert first.exit_code == 0, first.output
+    assert "3 added, 0 updated, 0 removed, 0 unchanged" in first.output
+    before = aws.scan(TableName=RUNNERS)["Items"]
+    # when a list handing 3631 to Cy and dropping Bo is imported with --prune --dry-run
+    dry = import_list(runners, "3631,M,40-44,Cy\n12,X,40-44,Sam\n", "--prune", "--dry-run")
+    # then the update and the removal are printed, and the table is untouched
+    assert dry.exit_code == 0, dry.output
+    assert "0 to add, 1 to update, 1 unchanged, 1 to remove" in dry.output
+    assert "update bib 3631: F 18-39 Ana -> M 40-44 Cy" in dry.output
+    assert "remove bib 77: M 70+ Bo" in dry.output
+    assert "Dry run: nothing written." in dry.output
+    assert aws.scan(TableName=RUNNERS)["Items"] == before
+
+
+def test_prune_asks_first_removes_and_the_history_shows_the_transfer(
+        aws: Any, tmp_path: Path) -> None:
+    # given Ana on 3631 and Bo on 77 imported
+    runners = tmp_path / "runners.csv"
+    assert import_list(runners, "3631,F,18-39,Ana\n77,M,70+,Bo\n").exit_code == 0
+    # when a list handing 3631 to Cy and dropping Bo is pruned, first answering no
+    refused = import_list(runners, "3631,M,40-44,Cy\n", "--prune", answer="n\n")
+    assert refused.exit_code == 1 and "Remove 1 runner(s)?" in refused.output
+    assert load_runners(["3631", "77"], table_name=RUNNERS, dynamodb_client=aws)[
+        "3631"].name == "Ana"
+    # and then answering yes
+    done = import_list(runners, "3631,M,40-44,Cy\n", "--prune", answer="y\n")
+    # then Bo is no longer registered and 3631 is Cy's
+    assert done.exit_code == 0, done.output
+    assert "0 added, 1 updated, 1 removed, 0 unchanged" in done.output
+    loaded = load_runners(["3631", "77"], table_name=RUNNERS, dynamodb_client=aws)
+    assert {bib: runner.name for bib, runner in loaded.items()} == {"3631": "Cy"}
+    # and the history lists both changes, with old and new registration and the file
+    history = CliRunner().invoke(main, ["runners", "history", "--table", RUNNERS,
+                                        "--format", "csv"])
+    assert history.exit_code == 0, history.output
+    rows = list(csv.DictReader(io.StringIO(history.output)))
+    assert [(row["bib"], row["change"], row["old"], row["new"], row["source"])
+            for row in rows] == [("77", "removed", "M 70+ Bo", "", "runners.csv"),
+                                 ("3631", "updated", "F 18-39 Ana", "M 40-44 Cy",
+                                  "runners.csv")]
+    assert rows[0]["at"].endswith("Z")
+    # and a bib's own history includes its first registration
+    one = CliRunner().invoke(main, ["runners", "history", "--table", RUNNERS, "--bib", "3631",
+                                    "--format", "json"])
+    assert [(row["change"], (row["new"] or {}).get("name")) for row in json.loads(one.output)
+            ] == [("added", "Ana"), ("updated", "Cy")]
+
+
+def test_an_import_without_prune_keeps_and_names_the_runners_missing_from_the_file(
+        aws: Any, tmp_path: Path) -> None:
+    runners = tmp_path / "runners.csv"
+    assert import_list(runners, "3631,F,18-39,Ana\n77,M,70+,Bo\n").exit_code == 0
+    again = import_list(runners, "3631,F,18-39,Ana\n")
+    assert again.exit_code == 0, again.output
+    assert "1 registered bib(s) are not in the file and stay registered" in again.output
+    assert set(load_runners(["3631", "77"], table_name=RUNNERS, dynamodb_client=aws)) == {
+        "3631", "77"}
+
+
+def test_an_import_into_a_missing_table_is_one_clear_line(aws: Any, tmp_path: Path) -> None:
+    runners = tmp_path / "runners.csv"
+    runners.write_text("bib,gender,age_category\n1,M,18-39\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["runners", "import", str(runners), "--table", "nope"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith("racecheck: AWS refused")
+    assert "(ResourceNotFoundException)" in result.output
 
 
 def test_photos_of_a_bib_come_from_the_index(aws: Any) -> None:

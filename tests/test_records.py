@@ -47,3 +47,31 @@ def test_moderation_ignores_labels_below_the_threshold(settings: Settings) -> No
 def test_a_parent_loop_in_a_malformed_response_does_not_hang() -> None:
     parents = {"A": "B", "B": "A"}
     assert top_level_category({"Name": "A", "ParentName": "B"}, parents) in ("A", "B")
+
+
+def test_alerts_say_registered_x_plainly_for_a_non_binary_runner(settings: Settings) -> None:
+    from dataclasses import replace
+
+    from racecheck.core.follow_up import suspect_alert
+    from racecheck.core.records import build_record
+    from racecheck.core.registry import Runner
+    from tests.test_rules import bib, decide, face
+
+    # given a runner registered X 60-69 whose bib is worn by someone estimated 22-30
+    sam = Runner("12", "X", 60, 69, "60-69", "Sam Lee")
+    decision = decide([bib("12", 600)], [face(600, "Female", 99.9, 22, 30)], [sam])
+    # when Decide shapes the record (alerting each REVIEW photo), and later the suspect alert
+    record = build_record(
+        photo={"photo": "b/k.jpg", "version": "v1", "bucket": "b", "key": "k.jpg"},
+        decision=decision, image={"accepted": True}, moderation=None, text=None, faces=None,
+        settings=replace(settings, review_alerts="each"), recorded_at="2026-11-22T08:00:00Z",
+        execution="e")
+    # then each names the registration as X, and the photo alert says gender was not compared
+    message = record["alert"]["message"]
+    assert ("Bib 12: registered X 60-69 (Sam Lee); estimated F 99.9% age 22-30: "
+            "AGE_OUTSIDE_CATEGORY (gender not compared: registered X)") in message
+    assert "(registered X, 60-69)" in message  # the decision's summary line
+    (entry,) = record["evidence"]
+    suspect = suspect_alert({"bib": "12", "inconsistent": 2, "consistent": 0,
+                             "registered": entry["registered"]})
+    assert suspect["message"].startswith("racecheck SUSPECT: bib 12, Sam Lee (X 60-69).")

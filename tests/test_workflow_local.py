@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from racecheck.core.registry import parse_runners_csv
-from racecheck.core.runners_store import import_runners
+from racecheck.core.runners_store import import_runners, plan_import, read_items, write_items
 from racecheck.core.settings import Settings
 from racecheck.local.environment import CONSUMER, Delivery, LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionError
@@ -221,6 +221,38 @@ def test_unregistered_bib_is_reviewed(stack: LocalStack, rekognition: ScriptedRe
     stack.dynamodb.delete_item(TableName=stack.names.runners_table, Key={"bib": {"S": "3631"}})
     rekognition.script("bandit.jpg", **CLEAN_MALE)
     _, record = check(stack, "bandit.jpg", make_jpeg())
+    assert record["verdict"] == "REVIEW"
+    assert "BIB_UNREGISTERED" in record["reasons"]
+
+
+def test_a_non_binary_runner_round_trips_and_is_judged_on_age_only(
+    stack: LocalStack, rekognition: ScriptedRekognition
+) -> None:
+    # given bib 3631 registered X 60-69 (stored in the runners table, loaded back by
+    # Decide) under a face estimated male 99.9%, aged 29-45
+    register(stack, "3631,non-binary,60-69,Sam")
+    rekognition.script("sam.jpg", **CLEAN_MALE)
+    _, record = check(stack, "sam.jpg", make_jpeg())
+    # then the gender is not compared; the age is, and sends the photo to review
+    assert record["verdict"] == "REVIEW"
+    assert record["reasons"] == ["AGE_OUTSIDE_CATEGORY"]
+    assert record["links"][0]["registered"]["gender"] == "X"
+    assert "registered X, 60-69" in record["summary"]
+
+
+def test_a_pruned_runner_is_no_longer_registered(
+    stack: LocalStack, rekognition: ScriptedRekognition
+) -> None:
+    # given a list without 3631 imported with prune, as `racecheck runners import --prune`
+    current = read_items(table_name=stack.names.runners_table, dynamodb_client=stack.dynamodb)
+    plan = plan_import(current, parse_runners_csv("bib,gender,age_category\n4242,F,18-39\n"),
+                       prune=True, at="2026-04-02T10:00:00.000Z", source="v2.csv")
+    write_items(plan.items, table_name=stack.names.runners_table,
+                dynamodb_client=stack.dynamodb)
+    # when a photo of bib 3631 comes in
+    rekognition.script("withdrawn.jpg", **CLEAN_MALE)
+    _, record = check(stack, "withdrawn.jpg", make_jpeg())
+    # then Decide treats the removed bib as unregistered
     assert record["verdict"] == "REVIEW"
     assert "BIB_UNREGISTERED" in record["reasons"]
 

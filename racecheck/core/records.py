@@ -70,6 +70,8 @@ def describe_link(link: Mapping[str, Any]) -> str:
     else:
         seen = "no face linked"
     findings = ", ".join(link.get("findings") or []) or "consistent"
+    if estimated and registered and registered.get("gender") == "X":
+        findings += " (gender not compared: registered X)"
     return f"Bib {link.get('bib')}: {said}; {seen}: {findings}"
 
 

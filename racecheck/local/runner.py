@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from racecheck.core.digest import compose_digest
+from racecheck.core.registry import Runner
 from racecheck.core.settings import Settings
 from racecheck.local.environment import Delivery, LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionBackend
@@ -151,6 +152,7 @@ def find_suspects(stack: LocalStack, settings: Settings) -> list[dict[str, Any]]
 
 def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                backend: RekognitionBackend, runners_csv: Path | None = None,
+               registered: Sequence[Runner] = (),
                in_flight: int = 2, passthrough_rekognition: bool = False,
                on_result: Callable[[dict[str, Any]], None] | None = None,
                photos: Iterable[InputPhoto] | None = None) -> RunSummary:
@@ -159,14 +161,15 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
     Each photo takes the deployed path: its event is queued, the queue consumer runs the
     state machine, the follow-up handlers read the tables' streams. ``in_flight`` pollers
     deliver messages at once. Results are appended to ``results.jsonl`` as each photo
-    finishes, so an interrupted run keeps complete lines for every photo already done.
+    finishes, so an interrupted run keeps complete lines for every photo already done. The
+    runners come from ``runners_csv`` when given, else from ``registered``.
     """
     from racecheck.core.registry import parse_runners_csv
     from racecheck.core.runners_store import import_runners
 
     to_check = list(photos) if photos is not None else collect_photos(inputs)
     runners = (parse_runners_csv(runners_csv.read_text(encoding="utf-8-sig"))
-               if runners_csv else [])
+               if runners_csv else list(registered))
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = RunSummary(out_dir=out_dir)
     started = time.perf_counter()
