@@ -15,6 +15,7 @@ from botocore.stub import ANY
 from PIL import Image
 
 from lambdas import analyze_faces, check_image, decide, moderate, read_bibs, shared
+from racecheck.core.records import from_attribute_values
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
 from tests.conftest import LambdaContext, camera_exif, load_fixture, make_jpeg, stubbed
 
@@ -185,15 +186,25 @@ def test_moderate_turns_an_undecodable_image_into_a_rejection(
                       "model_version": ""}
 
 
-def test_moderate_lets_throttling_reach_the_state_machine_by_its_name(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # given Rekognition throttling: the Retry in the ASL matches on the error's name
+@pytest.mark.parametrize(("code", "status", "surfaces_as"), [
+    ("ThrottlingException", 400, "ServiceThrottled"),
+    ("ProvisionedThroughputExceededException", 400, "ServiceThrottled"),
+    ("InternalServerError", 500, "ServiceUnavailable"),
+    ("ServiceUnavailable", 503, "ServiceUnavailable"),  # not in Rekognition's model
+    ("AccessDeniedException", 400, "AccessDeniedException"),
+])
+def test_moderate_names_transient_errors_as_the_state_machine_retries_them(
+        monkeypatch: pytest.MonkeyPatch, code: str, status: int, surfaces_as: str) -> None:
+    # given Rekognition answering with an error
     client, stub = stubbed("rekognition")
-    stub.add_client_error("detect_moderation_labels", service_error_code="ThrottlingException")
+    stub.add_client_error("detect_moderation_labels", service_error_code=code,
+                          http_status_code=status)
     monkeypatch.setattr(moderate, "rekognition", lambda: client)
+    # when the handler runs, then the error reaches Step Functions under the name its
+    # Retry and Catch list (throttling and 5xx), or its own (permanent errors)
     with stub, pytest.raises(Exception) as raised:
         moderate.handler({"photo": PHOTO}, LambdaContext())
-    assert type(raised.value).__name__ == "ThrottlingException"
+    assert type(raised.value).__name__ == surfaces_as
 
 
 def test_read_bibs_keeps_bibs_and_records_near_misses(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,6 +254,8 @@ def test_decide_looks_up_runners_and_builds_the_record(monkeypatch: pytest.Monke
         "text": {"result": {"bibs": bibs, "near_misses": [], "bib_count": 1,
                             "model_version": "3.0"}},
         "faces": {"result": {"faces": faces, "face_count": 1}},
+        "detail": {"bucket": {"name": BUCKET}, "object": {"key": PHOTO["key"],
+                                                          "version-id": VERSION}},
     }
     client, stub = stubbed("dynamodb")
     stub.add_response("batch_get_item", {"Responses": {"racecheck-runners": [{
@@ -254,14 +267,19 @@ def test_decide_looks_up_runners_and_builds_the_record(monkeypatch: pytest.Monke
         result = decide.handler({"state": state, "execution": "arn:execution"},
                                 LambdaContext())
         stub.assert_no_pending_responses()
-    # then a registered woman's bib on a confidently male face fails, with an alert
-    assert result["verdict"] == "FAIL"
-    assert result["notify"] is True
-    assert result["item"]["photo"] == {"S": PHOTO["photo"]}
-    assert result["item"]["verdict"] == {"S": "FAIL"}
-    assert result["bib_entries"][0]["evidence"]["attribute_values"][":inconsistent"] == {
-        "N": "1"}
-    assert "Ana" in result["alert"]["message"]
+    # then a registered woman's bib on a confidently male face fails
+    decision = result["decision"]
+    assert decision["verdict"] == "FAIL"
+    # and the result replaces the workflow's state: the event, and the record once
+    assert set(result) == {"detail", "decision"}
+    assert result["detail"] == state["detail"]
+    record = from_attribute_values(decision["item"])
+    assert record["photo"] == PHOTO["photo"] and record["verdict"] == "FAIL"
+    # and the record carries what must follow: the runner's evidence and the alert
+    assert record["evidence"] == [{"bib": "3631", "outcome": "inconsistent",
+                                   "reasons": ["GENDER_MISMATCH"],
+                                   "registered": record["links"][0]["registered"]}]
+    assert "Ana" in record["alert"]["message"]
 
 
 def test_check_image_reads_the_capture_time_from_the_same_ranged_get(
@@ -298,6 +316,8 @@ def decide_state(taken_at: str | None) -> dict[str, Any]:
         "text": {"result": {"bibs": bibs, "near_misses": [], "bib_count": 1,
                             "model_version": "3.0"}},
         "faces": {"result": {"faces": faces, "face_count": 1}},
+        "detail": {"bucket": {"name": BUCKET}, "object": {"key": PHOTO["key"],
+                                                          "version-id": VERSION}},
     }
 
 
@@ -333,14 +353,16 @@ def test_decide_compares_the_photo_with_the_chip_of_each_bib(
         result = decide.handler({"state": decide_state("2026-04-19T11:40:00+02:00"),
                                  "execution": "arn:execution"}, LambdaContext())
         stub.assert_no_pending_responses()
-    # then the face fits but the timing does not: REVIEW, inconsistent timing evidence
-    assert result["verdict"] == "REVIEW"
-    assert result["reasons"] == ["TIMING_MISMATCH"]
-    evidence = result["bib_entries"][0]["evidence"]
-    assert evidence["attribute_values"][":inconsistent"] == {"N": "1"}
-    assert "reason_TIMING_MISMATCH" in evidence["attribute_names"].values()
-    (link,) = result["item"]["links"]["L"]
-    assert link["M"]["timing"]["M"]["difference_s"] == {"N": "-900.0"}
+    # then the face fits but the timing does not: REVIEW, inconsistent timing evidence for
+    # the runner's counters
+    assert result["decision"]["verdict"] == "REVIEW"
+    record = from_attribute_values(result["decision"]["item"])
+    assert record["reasons"] == ["TIMING_MISMATCH"]
+    assert record["evidence"] == [{"bib": "3631", "outcome": "inconsistent",
+                                   "reasons": ["TIMING_MISMATCH"],
+                                   "registered": record["links"][0]["registered"]}]
+    (link,) = record["links"]
+    assert link["timing"]["difference_s"] == -900.0
 
 
 def test_decide_without_a_photo_point_does_not_read_the_timing_table(
@@ -357,5 +379,5 @@ def test_decide_without_a_photo_point_does_not_read_the_timing_table(
         result = decide.handler({"state": decide_state("2026-04-19T11:40:00+02:00")},
                                 LambdaContext())
         stub.assert_no_pending_responses()
-    assert result["verdict"] == "PASS"
-    assert "timing" not in result["item"]["links"]["L"][0]["M"]
+    assert result["decision"]["verdict"] == "PASS"
+    assert "timing" not in from_attribute_values(result["decision"]["item"])["links"][0]

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from racecheck.core.dynamodb_batches import WriteResult, read_items, write_items
+from racecheck.core.dynamodb_batches import WriteResult, get_items, put_items
 from racecheck.core.timing import Checkpoint, RaceTiming, iso_utc
 
 COURSE_KEY = "#course"
@@ -61,7 +61,7 @@ def import_timing(timing: RaceTiming, *, table_name: str, dynamodb_client: Any =
     the Decide step never checks photos against a part of the splits.
     """
     client = dynamodb_client or _default_client()
-    result = write_items([bib_item(bib, times) for bib, times in timing.reads.items()],
+    result = put_items([bib_item(bib, times) for bib, times in timing.reads.items()],
                          table_name=table_name, client=client, sleep=sleep)
     imported_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     course = course_item(timing.course, runners=len(timing.reads), imported_at=imported_at)
@@ -74,7 +74,7 @@ def load_timing(bibs: Iterable[str], *, table_name: str, dynamodb_client: Any = 
                 sleep: Callable[[float], None] = time.sleep) -> StoredTiming | None:
     """The course and these bibs' reads, in one batch read; None when nothing was imported."""
     wanted = list(dict.fromkeys(str(bib) for bib in bibs if str(bib) != COURSE_KEY))
-    items = read_items([{"bib": {"S": bib}} for bib in [COURSE_KEY, *wanted]],
+    items = get_items([{"bib": {"S": bib}} for bib in [COURSE_KEY, *wanted]],
                        table_name=table_name, client=dynamodb_client or _default_client(),
                        sleep=sleep)
     by_bib = {item["bib"]["S"]: item for item in items}
