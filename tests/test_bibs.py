@@ -94,13 +94,25 @@ def test_given_words_and_single_digits_when_extracting_then_they_are_ignored(
     assert reading.bibs == [] and reading.near_misses == []
 
 
-def test_given_a_passing_and_a_failing_read_of_one_number_then_the_bib_wins(
+def test_given_a_passing_and_a_failing_read_of_one_number_at_one_place_then_the_bib_wins(
         settings: Settings) -> None:
     reading = extract_bibs(_response(
         _detection("3631", "LINE", 0, confidence=50.0),
-        _detection("3631", "LINE", 1, confidence=95.0, left=0.1)), settings)
+        _detection("3631", "LINE", 1, confidence=95.0, left=0.42)), settings)
     assert [(bib["number"], bib["confidence"]) for bib in reading.bibs] == [("3631", 95.0)]
     assert reading.near_misses == []
+
+
+def test_given_one_number_at_two_places_when_extracting_then_both_reads_are_kept(
+        settings: Settings) -> None:
+    # Given: two runners wearing 3631 (a copied bib), read apart on the photo
+    reading = extract_bibs(_response(
+        _detection("3631", "LINE", 0, left=0.1),
+        _detection("3631", "LINE", 1, left=0.6),
+        _detection("3631", "WORD", 2, parent=0, left=0.1),
+        _detection("3631", "WORD", 3, parent=1, left=0.6)), settings)
+    # Then: one read per place, so that the rules can see the number twice
+    assert sorted(bib["box"]["Left"] for bib in reading.bibs) == [0.1, 0.6]
 
 
 def test_given_an_empty_response_then_nothing_is_read(settings: Settings) -> None:
@@ -158,6 +170,7 @@ def test_given_a_number_in_a_text_line_and_alone_elsewhere_then_the_lone_read_is
         _detection("MARATHON", "WORD", 2, parent=0, left=0.1),
         _detection("2026", "WORD", 3, parent=0, left=0.2),
         _detection("2026", "WORD", 4, parent=1, left=0.6)), settings)
-    # Then
+    # Then: the lone read is the bib; the word of the text line stays a near miss
     assert [(bib["number"], bib["box"]["Left"]) for bib in reading.bibs] == [("2026", 0.6)]
-    assert reading.near_misses == []
+    assert [(miss["box"]["Left"], miss["why"]) for miss in reading.near_misses] == [
+        (0.2, IN_TEXT_LINE)]

@@ -4,8 +4,8 @@ Real responses hold LINEs and their WORDs: "2026", "MARATHON", "#3631", partial 
 A text is a candidate when, once a leading ``#`` and trailing punctuation are stripped, it
 is all digits. A candidate becomes a bib when it passes every rule in ``Settings``; one
 that fails a rule is kept as a near miss with the rule's code, so a reviewer can see what
-was almost read. The same number read as a LINE and as a WORD (or twice) is reported once,
-with its most confident read.
+was almost read. The same number read as a LINE and as a WORD (or twice) at one place is
+reported once, with its most confident read; at two places it is two reads.
 
 A WORD whose LINE (``ParentId``) also holds words with letters is part of a text, not a
 bib: the ``2026`` of "MARATHON 2026", the ``10`` of "10 KM", a date or an address. It is a
@@ -33,6 +33,8 @@ IN_TEXT_LINE = "IN_TEXT_LINE"
 # A lone digit is everywhere in a photo (shirts, signs, watches); it is not worth a near miss.
 MIN_DIGITS_FOR_NEAR_MISS = 2
 BOX_KEYS = ("Left", "Top", "Width", "Height")
+# Two reads of one number whose boxes overlap this much (of the smaller box) are one place.
+SAME_PLACE_OVERLAP = 0.3
 
 
 @dataclass(frozen=True)
@@ -94,11 +96,31 @@ def _box_of(detection: Mapping[str, Any]) -> dict[str, float] | None:
         return None
 
 
+def box_overlap(first: Any, second: Any) -> float:
+    """Intersection over the smaller box (a read of part of a bib counts as the same place)."""
+    try:
+        left = max(first["Left"], second["Left"])
+        top = max(first["Top"], second["Top"])
+        right = min(first["Left"] + first["Width"], second["Left"] + second["Width"])
+        bottom = min(first["Top"] + first["Height"], second["Top"] + second["Height"])
+        smaller = min(first["Width"] * first["Height"], second["Width"] * second["Height"])
+    except (KeyError, TypeError):
+        return 0.0
+    if right <= left or bottom <= top or smaller <= 0:
+        return 0.0
+    return float((right - left) * (bottom - top) / smaller)
+
+
 def extract_bibs(detect_text_response: Mapping[str, Any], settings: Settings) -> BibReading:
-    """Bibs and near misses among a DetectText response's LINEs and WORDs."""
+    """Bibs and near misses among a DetectText response's LINEs and WORDs.
+
+    One read per number and place: the LINE and the WORD of one bib (or two reads of it)
+    are reported once, with the best read, but the same number at two places is two
+    reads, so that a copied bib on a second runner can be seen (``SAME_BIB_TWICE``).
+    """
     detections: list[Mapping[str, Any]] = list(detect_text_response.get("TextDetections", []))
     text_lines = _text_line_ids(detections)
-    best: dict[str, tuple[dict[str, Any], str | None]] = {}
+    kept: list[tuple[dict[str, Any], str | None]] = []
     for detection in detections:
         number = bib_number(str(detection.get("DetectedText", "")))
         box = _box_of(detection)
@@ -111,13 +133,18 @@ def extract_bibs(detect_text_response: Mapping[str, Any], settings: Settings) ->
         if _in_text_line(detection, text_lines):
             why = IN_TEXT_LINE
         read = {"number": number, "confidence": round(confidence, 3), "box": box}
-        known = best.get(number)
+        same = next((index for index, (other, _) in enumerate(kept)
+                     if other["number"] == number
+                     and box_overlap(other["box"], box) >= SAME_PLACE_OVERLAP), None)
+        if same is None:
+            kept.append((read, why))
+            continue
+        known, known_why = kept[same]
         # A passing read beats a failing one; otherwise the more confident read wins.
-        if known is None or (why is None, confidence) > (known[1] is None,
-                                                         known[0]["confidence"]):
-            best[number] = (read, why)
-    bibs = [read for read, why in best.values() if why is None]
-    near_misses = [{**read, "why": why} for read, why in best.values() if why is not None]
+        if (why is None, confidence) > (known_why is None, known["confidence"]):
+            kept[same] = (read, why)
+    bibs = [read for read, why in kept if why is None]
+    near_misses = [{**read, "why": why} for read, why in kept if why is not None]
     bibs.sort(key=lambda read: -read["confidence"])
     near_misses.sort(key=lambda read: -read["confidence"])
     return BibReading(bibs=bibs, near_misses=near_misses)

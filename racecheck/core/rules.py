@@ -68,6 +68,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from racecheck.core.bibs import SAME_PLACE_OVERLAP, box_overlap
 from racecheck.core.linking import AMBIGUOUS, link_bibs_to_faces
 from racecheck.core.registry import Runner
 from racecheck.core.settings import Settings
@@ -104,15 +105,14 @@ AGE_UNKNOWN = "AGE_UNKNOWN"
 NO_BIB = "NO_BIB"
 NO_FACE_FOR_BIB = "NO_FACE_FOR_BIB"
 AMBIGUOUS_LINK = "AMBIGUOUS_LINK"
+UNREGISTERED_NO_WEARER = "UNREGISTERED_NO_WEARER"
+NEAR_REGISTERED = "NEAR_REGISTERED"
 
 MISMATCH_CODES = frozenset(
     {GENDER_MISMATCH, AGE_OUTSIDE_CATEGORY, ONE_RUNNER_SEVERAL_BIBS, SAME_BIB_TWICE}
 )
 
-# Rekognition's Quality.Sharpness runs 0..100; below this a face is too blurred to judge.
-# Candidate for a setting (``face_min_sharpness``).
-# Two reads of one number whose boxes overlap this much are one bib read twice.
-SAME_BIB_OVERLAP = 0.3
+MAX_HINTS = 3
 
 _GENDER_CODES = {"male": "M", "m": "M", "female": "F", "f": "F"}
 
@@ -124,6 +124,8 @@ class Decision:
     links: list[dict[str, Any]] = field(default_factory=list)
     summary: str = ""
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    # Near misses one digit away from registered numbers: for a reviewer, never bibs.
+    hints: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +134,7 @@ class Decision:
             "links": [dict(link) for link in self.links],
             "summary": self.summary,
             "evidence": [dict(entry) for entry in self.evidence],
+            "hints": [dict(hint) for hint in self.hints],
         }
 
 
@@ -153,7 +156,13 @@ def decide_photo(*, image: Mapping[str, Any] | None, moderation: Mapping[str, An
                  bibs: Sequence[Mapping[str, Any]] | None,
                  faces: Sequence[Mapping[str, Any]] | None, runners: Mapping[str, Runner],
                  settings: Settings, image_width: int | None = None,
-                 image_height: int | None = None) -> Decision:
+                 image_height: int | None = None,
+                 near_misses: Sequence[Mapping[str, Any]] = ()) -> Decision:
+    """The verdict on one photo.
+
+    ``runners`` must hold every registered number among ``numbers_to_look_up(bibs,
+    near_misses)``: the numbers read, and the registered numbers a read may be a misread of.
+    """
     if image is None:
         return error_decision([IMAGE_NOT_CHECKED])
     if not image.get("accepted"):
@@ -190,6 +199,7 @@ def decide_photo(*, image: Mapping[str, Any] | None, moderation: Mapping[str, An
         links=links,
         summary=_summary(verdict, links),
         evidence=_evidence(links),
+        hints=_hints(near_misses, runners),
     )
 
 
@@ -200,7 +210,7 @@ def merge_repeated_reads(bibs: Sequence[Mapping[str, Any]]) -> list[Mapping[str,
     for index, bib in ordered:
         if any(
             str(other["number"]) == str(bib["number"])
-            and _overlap(other.get("box"), bib.get("box")) >= SAME_BIB_OVERLAP
+            and box_overlap(other.get("box"), bib.get("box")) >= SAME_PLACE_OVERLAP
             for _, other in kept
         ):
             continue
@@ -208,26 +218,11 @@ def merge_repeated_reads(bibs: Sequence[Mapping[str, Any]]) -> list[Mapping[str,
     return [bib for _, bib in sorted(kept, key=lambda item: item[0])]
 
 
-def _overlap(first: Any, second: Any) -> float:
-    """Intersection over the smaller box (a read of part of a bib counts as the same bib)."""
-    try:
-        left = max(first["Left"], second["Left"])
-        top = max(first["Top"], second["Top"])
-        right = min(first["Left"] + first["Width"], second["Left"] + second["Width"])
-        bottom = min(first["Top"] + first["Height"], second["Top"] + second["Height"])
-        smaller = min(first["Width"] * first["Height"], second["Width"] * second["Height"])
-    except (KeyError, TypeError):
-        return 0.0
-    if right <= left or bottom <= top or smaller <= 0:
-        return 0.0
-    return float((right - left) * (bottom - top) / smaller)
-
-
 def _judge_link(bib: Mapping[str, Any], face_index: int | None, why: str,
                 faces: Sequence[Mapping[str, Any]], runners: Mapping[str, Runner],
                 settings: Settings) -> dict[str, Any]:
     number = str(bib["number"])
-    runner = runners.get(number)
+    runner = registered_runner(number, runners)
     face = faces[face_index] if face_index is not None else None
     link: dict[str, Any] = {
         "bib": number,
@@ -240,8 +235,18 @@ def _judge_link(bib: Mapping[str, Any], face_index: int | None, why: str,
         "verdict": PASS,
     }
     if runner is None:
-        link["findings"] = [BIB_UNREGISTERED]
-        link["verdict"] = REVIEW
+        near = misread_of(number, runners)
+        if near:
+            # A registered number with a digit missing or one too many: that runner's bib
+            # misread (a fragment, a fold, a smudge), not a bandit's.
+            link["findings"] = [NEAR_REGISTERED]
+            link["near"] = near
+        elif face is None:
+            # Nobody wears it (a banner, a clock, a car) or its wearer cannot be seen.
+            link["findings"] = [UNREGISTERED_NO_WEARER]
+        else:
+            link["findings"] = [BIB_UNREGISTERED]
+            link["verdict"] = REVIEW
         return link
     if face is None:
         link["findings"] = [AMBIGUOUS_LINK if why == AMBIGUOUS else NO_FACE_FOR_BIB]
@@ -325,14 +330,14 @@ def judge_age(runner: Runner, face: Mapping[str, Any], settings: Settings
 def _flag_shared_faces_and_numbers(links: list[dict[str, Any]]) -> None:
     numbers_on_face: dict[int, set[str]] = {}
     faces_of_number: dict[str, set[int]] = {}
-    for link in links:
-        if link["face_index"] is None:
-            continue
+    # Only registered numbers count: an unregistered read is already a finding of its own,
+    # and a fragment of the runner's own bib is no second bib.
+    judged = [link for link in links
+              if link["face_index"] is not None and link["registered"] is not None]
+    for link in judged:
         numbers_on_face.setdefault(link["face_index"], set()).add(link["bib"])
         faces_of_number.setdefault(link["bib"], set()).add(link["face_index"])
-    for link in links:
-        if link["face_index"] is None:
-            continue
+    for link in judged:
         added = []
         if len(numbers_on_face[link["face_index"]]) > 1:
             added.append(ONE_RUNNER_SEVERAL_BIBS)
@@ -342,6 +347,55 @@ def _flag_shared_faces_and_numbers(links: list[dict[str, Any]]) -> None:
             link["findings"] = unique([*link["findings"], *added])
             link["verdict"] = worst([link["verdict"], REVIEW])
             link["outcome"] = INCONSISTENT
+
+
+def registered_runner(number: str, runners: Mapping[str, Runner]) -> Runner | None:
+    """The runner registered on a number, as read or without its leading zeros (a list
+    kept in a spreadsheet drops the zeros the bib prints: ``0891`` is ``891``)."""
+    return runners.get(number) or runners.get(number.lstrip("0") or "0")
+
+
+def one_digit_away(number: str) -> list[str]:
+    """Numbers with one digit more or one digit fewer: what a read that lost a digit, or
+    gained one, may have been (``376`` <- ``3761``, ``24207`` <- ``4207``)."""
+    longer = {number[:index] + digit + number[index:]
+              for index in range(len(number) + 1) for digit in "0123456789"}
+    shorter = {number[:index] + number[index + 1:] for index in range(len(number))}
+    return sorted(candidate for candidate in longer | shorter
+                  if candidate and not candidate.startswith("0") and candidate != number)
+
+
+def misread_of(number: str, runners: Mapping[str, Runner]) -> list[str]:
+    """Registered numbers the read is one digit away from."""
+    return [candidate for candidate in one_digit_away(number.lstrip("0") or "0")
+            if candidate in runners]
+
+
+def numbers_to_look_up(bibs: Sequence[Mapping[str, Any]],
+                       near_misses: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """Every number whose registration ``decide_photo`` may read (for one BatchGetItem per
+    100): each number read, without its leading zeros, and one digit away."""
+    numbers: set[str] = set()
+    for read in [*bibs, *near_misses]:
+        number = str(read["number"])
+        stripped = number.lstrip("0") or "0"
+        numbers |= {number, stripped, *one_digit_away(stripped)}
+    return sorted(numbers)
+
+
+def _hints(near_misses: Sequence[Mapping[str, Any]], runners: Mapping[str, Runner]
+           ) -> list[dict[str, Any]]:
+    hints = []
+    for miss in near_misses:
+        number = str(miss.get("number", ""))
+        if not number.isdigit():
+            continue
+        near = misread_of(number, runners)
+        # In a race numbered densely every number has registered neighbours: a hint then
+        # says nothing.
+        if 0 < len(near) <= MAX_HINTS:
+            hints.append({"read": number, "why": miss.get("why"), "registered": near})
+    return hints
 
 
 def _registered(runner: Runner | None) -> dict[str, Any] | None:
