@@ -100,6 +100,8 @@ FACE_SUNGLASSES = "FACE_SUNGLASSES"
 FACE_OCCLUDED = "FACE_OCCLUDED"
 FACE_LOW_CONFIDENCE = "FACE_LOW_CONFIDENCE"
 FACE_BLURRED = "FACE_BLURRED"
+FACE_SMALL = "FACE_SMALL"
+FACE_TURNED = "FACE_TURNED"
 GENDER_UNCERTAIN = "GENDER_UNCERTAIN"
 AGE_UNKNOWN = "AGE_UNKNOWN"
 NO_BIB = "NO_BIB"
@@ -113,6 +115,19 @@ MISMATCH_CODES = frozenset(
 )
 
 MAX_HINTS = 3
+
+# AWS's recommendations for face analysis ("Recommendations for camera setup" and "...for
+# facial comparison input images", Amazon Rekognition developer guide): a face of at least
+# 50 x 50 pixels in an image of up to 1920 x 1080 (proportionally more in larger images),
+# turned (yaw) less than 45 degrees either way, tilted (pitch) less than 30 degrees down and
+# 45 up. The size is a setting (face_min_size_px); the angles are the guide's.
+REFERENCE_IMAGE_PIXELS = 1920 * 1080
+MAX_YAW_DEGREES = 45.0
+MAX_PITCH_DEGREES = 30.0
+# Problems that make the face's estimates noise rather than weak evidence: a mismatch on
+# such a face is GENDER_UNCERTAIN and an age outside the category is not concluded. The
+# others (sunglasses, a hand over the face) only keep a confident mismatch from FAIL.
+UNRELIABLE_FACE = frozenset({FACE_SMALL, FACE_TURNED, FACE_BLURRED, FACE_LOW_CONFIDENCE})
 
 _GENDER_CODES = {"male": "M", "m": "M", "female": "F", "f": "F"}
 
@@ -187,7 +202,8 @@ def decide_photo(*, image: Mapping[str, Any] | None, moderation: Mapping[str, An
     raw_links = link_bibs_to_faces(distinct_bibs, faces, image_width=image_width,
                                    image_height=image_height)
     links = [
-        _judge_link(raw["bib"], raw["face_index"], raw["why"], faces, runners, settings)
+        _judge_link(raw["bib"], raw["face_index"], raw["why"], faces, runners, settings,
+                    (image_width, image_height) if image_width and image_height else None)
         for raw in raw_links
     ]
     _flag_shared_faces_and_numbers(links)
@@ -220,7 +236,8 @@ def merge_repeated_reads(bibs: Sequence[Mapping[str, Any]]) -> list[Mapping[str,
 
 def _judge_link(bib: Mapping[str, Any], face_index: int | None, why: str,
                 faces: Sequence[Mapping[str, Any]], runners: Mapping[str, Runner],
-                settings: Settings) -> dict[str, Any]:
+                settings: Settings, image_size: tuple[int, int] | None = None
+                ) -> dict[str, Any]:
     number = str(bib["number"])
     runner = registered_runner(number, runners)
     face = faces[face_index] if face_index is not None else None
@@ -255,19 +272,20 @@ def _judge_link(bib: Mapping[str, Any], face_index: int | None, why: str,
     findings: list[str] = []
     confirmations = 0
     verdicts = [PASS]
-    quality_problems = face_quality_problems(face, settings)
+    quality_problems = face_quality_problems(face, settings, image_size)
     if quality_problems:
         findings += [LOW_CONFIDENCE, *quality_problems]
+    reliable = not UNRELIABLE_FACE.intersection(quality_problems)
 
     gender_finding, gender_verdict, gender_confirms = judge_gender(
-        runner, face, settings, clear_face=not quality_problems
+        runner, face, settings, clear_face=not quality_problems, reliable=reliable
     )
     confirmations += gender_confirms
     if gender_finding:
         findings.append(gender_finding)
         verdicts.append(gender_verdict)
 
-    age_finding, age_confirms = judge_age(runner, face, settings)
+    age_finding, age_confirms = judge_age(runner, face, settings, reliable=reliable)
     confirmations += age_confirms
     if age_finding:
         findings.append(age_finding)
@@ -281,7 +299,9 @@ def _judge_link(bib: Mapping[str, Any], face_index: int | None, why: str,
     return link
 
 
-def face_quality_problems(face: Mapping[str, Any], settings: Settings) -> list[str]:
+def face_quality_problems(face: Mapping[str, Any], settings: Settings,
+                          image_size: tuple[int, int] | None = None) -> list[str]:
+    """The face's quality problems, by how they earn their code (see the module doc)."""
     problems = []
     if face.get("sunglasses"):
         problems.append(FACE_SUNGLASSES)
@@ -293,15 +313,43 @@ def face_quality_problems(face: Mapping[str, Any], settings: Settings) -> list[s
     sharpness = face.get("sharpness")
     if sharpness is not None and float(sharpness) < settings.face_min_sharpness:
         problems.append(FACE_BLURRED)
+    if image_size is not None and _face_side_px(face, image_size) < _min_face_side_px(
+            image_size, settings):
+        problems.append(FACE_SMALL)
+    yaw, pitch = face.get("yaw"), face.get("pitch")
+    if ((yaw is not None and abs(float(yaw)) > MAX_YAW_DEGREES)
+            or (pitch is not None and abs(float(pitch)) > MAX_PITCH_DEGREES)):
+        problems.append(FACE_TURNED)
     return problems
 
 
+def _face_side_px(face: Mapping[str, Any], image_size: tuple[int, int]) -> float:
+    """The side of a square of the face box's area, in pixels (``50 x 50`` in AWS's words)."""
+    box = face.get("box") or {}
+    try:
+        width = float(box["Width"]) * image_size[0]
+        height = float(box["Height"]) * image_size[1]
+    except (KeyError, TypeError, ValueError):
+        return float("inf")  # no usable box: the size cannot be judged
+    return float((max(0.0, width) * max(0.0, height)) ** 0.5)
+
+
+def _min_face_side_px(image_size: tuple[int, int], settings: Settings) -> float:
+    scale = max(1.0, (image_size[0] * image_size[1] / REFERENCE_IMAGE_PIXELS) ** 0.5)
+    return settings.face_min_size_px * scale
+
+
 def judge_gender(runner: Runner, face: Mapping[str, Any], settings: Settings, *,
-                 clear_face: bool) -> tuple[str | None, str, int]:
-    """(finding or None, verdict it earns, 1 if the face confirms the registered gender)."""
+                 clear_face: bool, reliable: bool = True) -> tuple[str | None, str, int]:
+    """(finding or None, verdict it earns, 1 if the face confirms the registered gender).
+
+    ``reliable``: False when the face is too small, blurred, turned or doubtful for its
+    estimate to count, however confident the estimate: it then neither confirms nor
+    contradicts the registration.
+    """
     estimated = _GENDER_CODES.get(str(face.get("gender") or "").lower())
     confidence = float(face.get("gender_confidence") or 0.0)
-    if estimated is None or confidence < settings.gender_review_confidence:
+    if not reliable or estimated is None or confidence < settings.gender_review_confidence:
         if estimated is not None and estimated != runner.gender:
             return GENDER_UNCERTAIN, PASS, 0
         return None, PASS, 0
@@ -311,11 +359,11 @@ def judge_gender(runner: Runner, face: Mapping[str, Any], settings: Settings, *,
     return GENDER_MISMATCH, FAIL if certain else REVIEW, 0
 
 
-def judge_age(runner: Runner, face: Mapping[str, Any], settings: Settings
-              ) -> tuple[str | None, int]:
+def judge_age(runner: Runner, face: Mapping[str, Any], settings: Settings, *,
+              reliable: bool = True) -> tuple[str | None, int]:
     """(finding or None, 1 if the estimated range meets the category within the tolerance)."""
     low, high = face.get("age_low"), face.get("age_high")
-    if low is None or high is None:
+    if low is None or high is None or not reliable:
         return AGE_UNKNOWN, 0
     # Estimates run young for fit athletes, so looking younger than the category gets more
     # slack than looking older.

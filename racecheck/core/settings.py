@@ -115,6 +115,7 @@ class Settings:
     # Faces and the verdict rules.
     face_min_confidence: float = setting(0, 100)
     face_min_sharpness: float = setting(0, 100)
+    face_min_size_px: int = setting(0, 1000)
     age_tolerance_years: int = setting(0, 50)
     age_tolerance_younger_years: int = setting(0, 50)
     gender_fail_confidence: float = setting(50, 100)
