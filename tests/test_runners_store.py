@@ -11,8 +11,10 @@ from moto import mock_aws
 
 from racecheck.core.registry import Runner, parse_runners_csv
 from racecheck.core.runners_store import (
+    NUMBER_LENGTHS_KEY,
     RunnersStoreError,
     import_runners,
+    load_number_lengths,
     load_runners,
 )
 
@@ -77,8 +79,9 @@ def test_reimport_overwrites_without_duplicates(dynamodb: Any) -> None:
     # when a corrected list is imported again
     corrected = [Runner("1000", "F", 45, 49, "45-49", "Fixed")]
     import_runners(corrected, table_name=TABLE, dynamodb_client=dynamodb)
-    # then the table still holds 30 items and the bib carries the new values
-    assert dynamodb.scan(TableName=TABLE, Select="COUNT")["Count"] == 30
+    # then the table still holds 30 runners (and the list's summary) and the bib carries
+    # the new values
+    assert dynamodb.scan(TableName=TABLE, Select="COUNT")["Count"] == 30 + 1
     loaded = load_runners(["1000"], table_name=TABLE, dynamodb_client=dynamodb)
     assert loaded == {"1000": corrected[0]}
 
@@ -135,7 +138,8 @@ def test_unprocessed_items_and_keys_are_retried(dynamodb: Any) -> None:
     )
     # then the retries complete the work
     assert result.retries == 1
-    assert flaky.calls == [("write", 20), ("write", 10), ("get", 20), ("get", 10)]
+    # (the first write holds the 20 runners and the list's summary item)
+    assert flaky.calls == [("write", 21), ("write", 11), ("get", 20), ("get", 10)]
     assert loaded == {runner.bib: runner for runner in runners}
 
 
@@ -157,3 +161,17 @@ def test_duplicate_bibs_are_refused_before_writing() -> None:
         import_runners(
             many_runners(2) + many_runners(1), table_name=TABLE, dynamodb_client=object()
         )
+
+
+def test_import_records_the_lengths_of_the_race_numbers(dynamodb: Any) -> None:
+    # given a race numbered 1..150: 9 one-digit, 90 two-digit and 51 three-digit numbers
+    runners = [Runner(str(number), "M", 18, 39, "18-39") for number in range(1, 151)]
+    assert load_number_lengths(table_name=TABLE, dynamodb_client=dynamodb) is None
+    # when imported
+    import_runners(runners, table_name=TABLE, dynamodb_client=dynamodb)
+    # then the decide step can read what the race's numbers look like in one GetItem
+    assert load_number_lengths(table_name=TABLE, dynamodb_client=dynamodb) == {
+        1: 9, 2: 90, 3: 51}
+    # and the summary is never mistaken for a runner
+    assert load_runners([NUMBER_LENGTHS_KEY, "7"], table_name=TABLE,
+                        dynamodb_client=dynamodb).keys() == {"7"}

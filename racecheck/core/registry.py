@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -106,6 +106,16 @@ class Runner:
             name=None if name is None else str(name),
             extra={str(key): str(value) for key, value in (item.get("extra") or {}).items()},
         )
+
+
+def number_lengths(runners: Iterable[Runner]) -> dict[int, int]:
+    """How many registered numbers have each count of digits (leading zeros not counted):
+    what the race's bibs look like, for telling a fragment from a whole number."""
+    lengths: dict[int, int] = {}
+    for runner in runners:
+        digits = len(runner.bib.lstrip("0") or "0")
+        lengths[digits] = lengths.get(digits, 0) + 1
+    return lengths
 
 
 def parse_category(label: str) -> tuple[int, int | None, Gender | None]:

@@ -68,7 +68,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from racecheck.core.bibs import SAME_PLACE_OVERLAP, box_overlap
+from racecheck.core.bibs import LEADING_ZERO, SAME_PLACE_OVERLAP, box_overlap
 from racecheck.core.linking import AMBIGUOUS, link_bibs_to_faces
 from racecheck.core.registry import Runner
 from racecheck.core.settings import Settings
@@ -109,12 +109,17 @@ NO_FACE_FOR_BIB = "NO_FACE_FOR_BIB"
 AMBIGUOUS_LINK = "AMBIGUOUS_LINK"
 UNREGISTERED_NO_WEARER = "UNREGISTERED_NO_WEARER"
 NEAR_REGISTERED = "NEAR_REGISTERED"
+SHORT_READ = "SHORT_READ"
 
 MISMATCH_CODES = frozenset(
     {GENDER_MISMATCH, AGE_OUTSIDE_CATEGORY, ONE_RUNNER_SEVERAL_BIBS, SAME_BIB_TWICE}
 )
 
 MAX_HINTS = 3
+# A read is short when at most this share of the race's registered numbers is as short:
+# a length the race hardly issues is far more often a fragment of a longer bib (a digit
+# under an arm, a fold, the frame) than the bib of one of the few runners holding it.
+SHORT_SHARE = 0.1
 
 # AWS's recommendations for face analysis ("Recommendations for camera setup" and "...for
 # facial comparison input images", Amazon Rekognition developer guide): a face of at least
@@ -126,8 +131,10 @@ MAX_YAW_DEGREES = 45.0
 MAX_PITCH_DEGREES = 30.0
 # Problems that make the face's estimates noise rather than weak evidence: a mismatch on
 # such a face is GENDER_UNCERTAIN and an age outside the category is not concluded. The
-# others (sunglasses, a hand over the face) only keep a confident mismatch from FAIL.
-UNRELIABLE_FACE = frozenset({FACE_SMALL, FACE_TURNED, FACE_BLURRED, FACE_LOW_CONFIDENCE})
+# others (sunglasses, a hand over the face, a face under AWS's recommended size) only keep
+# a confident mismatch from FAIL: on the RBNR photos, small faces' confident estimates were
+# right for most deliberately mis-registered runners, so ignoring them lost real flags.
+UNRELIABLE_FACE = frozenset({FACE_TURNED, FACE_BLURRED, FACE_LOW_CONFIDENCE})
 
 _GENDER_CODES = {"male": "M", "m": "M", "female": "F", "f": "F"}
 
@@ -139,7 +146,8 @@ class Decision:
     links: list[dict[str, Any]] = field(default_factory=list)
     summary: str = ""
     evidence: list[dict[str, Any]] = field(default_factory=list)
-    # Near misses one digit away from registered numbers: for a reviewer, never bibs.
+    # Reads not used as bibs (near misses, short reads) that may be registered numbers
+    # misread: for a reviewer, never bibs.
     hints: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,11 +180,15 @@ def decide_photo(*, image: Mapping[str, Any] | None, moderation: Mapping[str, An
                  faces: Sequence[Mapping[str, Any]] | None, runners: Mapping[str, Runner],
                  settings: Settings, image_width: int | None = None,
                  image_height: int | None = None,
-                 near_misses: Sequence[Mapping[str, Any]] = ()) -> Decision:
+                 near_misses: Sequence[Mapping[str, Any]] = (),
+                 number_lengths: Mapping[int, int] | None = None) -> Decision:
     """The verdict on one photo.
 
     ``runners`` must hold every registered number among ``numbers_to_look_up(bibs,
     near_misses)``: the numbers read, and the registered numbers a read may be a misread of.
+    ``number_lengths``: how many registered numbers have each count of digits (see
+    ``registry.number_lengths``); with it, reads of a length the race hardly issues are
+    not used as bibs (``SHORT_READ``).
     """
     if image is None:
         return error_decision([IMAGE_NOT_CHECKED])
@@ -193,8 +205,21 @@ def decide_photo(*, image: Mapping[str, Any] | None, moderation: Mapping[str, An
         return Decision(REJECTED, codes, summary=f"Photo rejected{by_whom}: {', '.join(codes)}.")
     if bibs is None:
         return error_decision([BIBS_MISSING])
-    distinct_bibs = merge_repeated_reads(bibs)
+    padded = [miss for miss in near_misses
+              if miss.get("why") == LEADING_ZERO and is_padded(str(miss["number"]),
+                                                                number_lengths)]
+    near_misses = [miss for miss in near_misses if miss not in padded]
+    distinct_bibs = merge_repeated_reads(
+        [*bibs, *({key: value for key, value in miss.items() if key != "why"}
+                  for miss in padded)])
+    short = [bib for bib in distinct_bibs if is_short(str(bib["number"]), number_lengths)]
+    distinct_bibs = [bib for bib in distinct_bibs if bib not in short]
+    hints = _hints([*[{**bib, "why": SHORT_READ} for bib in short], *near_misses], runners)
     if not distinct_bibs:
+        if short:
+            return Decision(PASS, [SHORT_READ], hints=hints,
+                            summary="No whole bib read: only numbers shorter than the "
+                                    "race's bibs, kept as hints.")
         return Decision(PASS, [NO_BIB], summary="No bib in the photo: nothing to check.")
     if faces is None:
         return error_decision([FACES_MISSING])
@@ -208,15 +233,32 @@ def decide_photo(*, image: Mapping[str, Any] | None, moderation: Mapping[str, An
     ]
     _flag_shared_faces_and_numbers(links)
     verdict = worst(link["verdict"] for link in links)
-    reasons = unique(code for link in links for code in link["findings"])
+    reasons = unique([*(code for link in links for code in link["findings"]),
+                      *([SHORT_READ] if short else [])])
     return Decision(
         verdict=verdict,
         reasons=reasons,
         links=links,
         summary=_summary(verdict, links),
         evidence=_evidence(links),
-        hints=_hints(near_misses, runners),
+        hints=hints,
     )
+
+
+def is_padded(number: str, number_lengths: Mapping[int, int] | None) -> bool:
+    """Whether a read with leading zeros is as wide as the race's widest numbers: a race
+    that prints ``0891`` pads every bib to the width of its largest number."""
+    return bool(number_lengths) and len(number) == max(number_lengths or {0: 0})
+
+
+def is_short(number: str, number_lengths: Mapping[int, int] | None) -> bool:
+    """Whether the race hardly issues numbers this short (see ``SHORT_SHARE``)."""
+    if not number_lengths:
+        return False
+    digits = len(number.lstrip("0") or "0")
+    total = sum(number_lengths.values())
+    as_short = sum(count for length, count in number_lengths.items() if length <= digits)
+    return total > 0 and as_short <= SHORT_SHARE * total
 
 
 def merge_repeated_reads(bibs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

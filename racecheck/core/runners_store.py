@@ -5,6 +5,11 @@ absent for open-ended categories), ``category`` (S), ``name`` (S, absent when un
 ``extra`` (M of S). Importing puts every item whole, so a re-import of a corrected list
 overwrites each bib's item instead of adding a second one; runners missing from the new
 list are left in place.
+
+One more item, under the key ``#number-lengths`` (no bib starts with ``#``), holds how many
+numbers of the imported list have each count of digits (``lengths``, M of N): what the
+race's bibs look like, which the verdict rules need to tell a fragment from a whole bib
+(``rules.is_short``) without reading the whole table. It describes the list imported last.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from racecheck.core.registry import Runner
+from racecheck.core.registry import Runner, number_lengths
 
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
 MAX_ATTEMPTS = 8
 BACKOFF_SECONDS = 0.05
+NUMBER_LENGTHS_KEY = "#number-lengths"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -59,6 +65,7 @@ def import_runners(runners: Sequence[Runner], *, table_name: str,
         raise ValueError(f"bibs listed more than once: {', '.join(repeated)}")
     client = dynamodb_client or _default_client()
     requests = [{"PutRequest": {"Item": to_dynamodb_item(runner)}} for runner in runners]
+    requests.append({"PutRequest": {"Item": _number_lengths_item(runners)}})
     batches = retries = 0
     for start in range(0, len(requests), BATCH_WRITE_LIMIT):
         pending = requests[start:start + BATCH_WRITE_LIMIT]
@@ -74,14 +81,32 @@ def import_runners(runners: Sequence[Runner], *, table_name: str,
             raise RunnersStoreError(
                 f"{len(pending)} runner(s) still unprocessed after {MAX_ATTEMPTS} attempts"
             )
-    return ImportResult(table_name=table_name, written=len(requests), batches=batches,
+    return ImportResult(table_name=table_name, written=len(runners), batches=batches,
                         retries=retries)
+
+
+def _number_lengths_item(runners: Sequence[Runner]) -> dict[str, Any]:
+    lengths = number_lengths(runners)
+    return {"bib": {"S": NUMBER_LENGTHS_KEY},
+            "lengths": {"M": {str(digits): {"N": str(count)}
+                              for digits, count in sorted(lengths.items())}}}
+
+
+def load_number_lengths(*, table_name: str, dynamodb_client: Any = None
+                        ) -> dict[int, int] | None:
+    """How many registered numbers have each count of digits; None before any import."""
+    client = dynamodb_client or _default_client()
+    item = client.get_item(TableName=table_name,
+                           Key={"bib": {"S": NUMBER_LENGTHS_KEY}}).get("Item")
+    if not item:
+        return None
+    return {int(digits): int(count["N"]) for digits, count in item["lengths"]["M"].items()}
 
 
 def load_runners(bibs: Iterable[str], *, table_name: str, dynamodb_client: Any = None,
                  sleep: Callable[[float], None] = time.sleep) -> dict[str, Runner]:
     """Registered runners for the given bibs; bibs not in the table are simply absent."""
-    wanted = list(dict.fromkeys(str(bib) for bib in bibs))
+    wanted = list(dict.fromkeys(str(bib) for bib in bibs if str(bib) != NUMBER_LENGTHS_KEY))
     client = dynamodb_client or _default_client()
     runners: dict[str, Runner] = {}
     for start in range(0, len(wanted), BATCH_GET_LIMIT):
