@@ -29,24 +29,40 @@ FAIL
     on a face without quality problems. This is the only single-photo FAIL.
 REVIEW
     ``GENDER_MISMATCH`` at >= ``gender_review_confidence``, or on a face with a quality
-    problem; ``AGE_OUTSIDE_CATEGORY`` the estimated age range misses the category by more
-    than the tolerance: ``age_tolerance_years`` when it looks older,
+    problem that only caps a FAIL; ``AGE_OUTSIDE_CATEGORY`` the estimated age range misses
+    the category by more than the tolerance: ``age_tolerance_years`` when it looks older,
     ``age_tolerance_younger_years`` when it looks younger (never FAIL: estimates are wide,
-    and biased young for fit athletes); ``BIB_UNREGISTERED`` the number is not in the
-    registration list (bandit, fake bib or misread); ``ONE_RUNNER_SEVERAL_BIBS`` one face
-    is linked to bibs with different numbers (bib mule, or a neighbour's bib whose wearer
-    faces away);
-    ``SAME_BIB_TWICE`` one number on two bibs linked to two different faces (copied bib, or
-    a misread).
+    and biased young for fit athletes); ``BIB_UNREGISTERED`` a whole, trusted read of a
+    number that is not in the registration list, on the chest of a visible runner (bandit
+    or fake bib); ``ONE_RUNNER_SEVERAL_BIBS`` one face is linked to several registered
+    numbers (bib mule, or a neighbour's bib whose wearer faces away);
+    ``SAME_BIB_TWICE`` one number read at two places, linked to two different faces
+    (copied bib, or a misread).
 caps FAIL at REVIEW
     ``LOW_CONFIDENCE`` the linked face has a quality problem, given alongside as
-    ``FACE_SUNGLASSES``, ``FACE_OCCLUDED``, ``FACE_LOW_CONFIDENCE`` (below
-    ``face_min_confidence``) or ``FACE_BLURRED`` (sharpness below ``face_min_sharpness``).
+    ``FACE_SUNGLASSES``, ``FACE_OCCLUDED`` or ``FACE_SMALL`` (under ``face_min_size_px``,
+    AWS's 50 x 50 px at 1920 x 1080, proportionally more in larger photos).
+no gender or age finding
+    ``LOW_CONFIDENCE`` with ``FACE_LOW_CONFIDENCE`` (below ``face_min_confidence``),
+    ``FACE_BLURRED`` (sharpness below ``face_min_sharpness``) or ``FACE_TURNED`` (yaw over
+    45 or pitch over 30 degrees, AWS's limits for face analysis): the face's estimates are
+    noise, so a differing gender is only ``GENDER_UNCERTAIN`` and the age ``AGE_UNKNOWN``.
 PASS (information only)
     ``NO_BIB`` no bib in the photo; ``NO_FACE_FOR_BIB`` no face sits above the bib (wearer
     turned away, out of frame); ``AMBIGUOUS_LINK`` two faces fit the bib about equally, so
     it is left unlinked rather than guessed; ``GENDER_UNCERTAIN`` the estimate differs but
-    below ``gender_review_confidence``; ``AGE_UNKNOWN`` the face has no age estimate.
+    below ``gender_review_confidence`` or on an unreliable face; ``AGE_UNKNOWN`` the face
+    has no usable age estimate; ``UNREGISTERED_NO_WEARER`` an unregistered number nobody
+    visible wears (a banner, a clock, a car); ``NEAR_REGISTERED`` an unregistered read one
+    digit longer or shorter than a registered number (that runner's bib misread, named in
+    the link's ``near``); ``SHORT_READ`` a read of a length the race hardly issues (at most
+    ``SHORT_SHARE`` of the registered numbers are as short): far more often a fragment of
+    a longer bib than a bib, so it is not used (``hints`` name the registered numbers it
+    may be part of).
+
+Reads never reach these rules as bibs when ``extract_bibs`` made them near misses
+(``AT_FRAME_EDGE``, ``BOX_WIDER_THAN_DIGITS``, ``LEADING_ZERO``, and the settings' rules);
+near misses one digit away from registered numbers are listed in ``Decision.hints``.
 
 A photo without any bib is PASS with ``NO_BIB``: it is not suspicious, and a separate
 verdict would only add a state for alerts to ignore. Likewise a bib whose wearer cannot be
@@ -56,8 +72,8 @@ Per bib the decision also states the outcome for the evidence counters across ph
 ``inconsistent`` when a mismatch finding exists (``GENDER_MISMATCH``,
 ``AGE_OUTSIDE_CATEGORY``, ``ONE_RUNNER_SEVERAL_BIBS``, ``SAME_BIB_TWICE``), else
 ``consistent`` when the face confirms gender (at >= ``gender_review_confidence``) or age,
-else ``unknown``. Face quality problems cap the verdict but do not change the outcome: the
-counters decide over several photos. ``Decision.evidence`` merges the links that carry the
+else ``unknown``. Face quality problems that cap the verdict do not change the outcome:
+the counters decide over several photos. ``Decision.evidence`` merges the links that carry the
 same number (one entry per number, the worst outcome wins).
 """
 
