@@ -1,8 +1,9 @@
 """Reduce a DetectFaces response to the derived attributes racecheck keeps.
 
 Face data is biometric: only the box, the age range, the gender estimate and quality hints
-are kept. Landmarks, pose details, crops and embeddings are dropped here, before anything
-is stored or logged.
+(sunglasses, occlusion, sharpness, brightness, how far the face is turned: yaw and pitch)
+are kept. Landmarks, roll, crops and embeddings are dropped here, before anything is stored
+or logged.
 """
 
 from __future__ import annotations
