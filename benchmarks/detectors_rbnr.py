@@ -1,8 +1,9 @@
 """Bib reading figures of the offline detectors on RBNR sets 1 and 2.
 
-Prints, per set: recall, precision (misreads on labelled bibs), strict precision (every
-read off a labelled bib counted as wrong), linked recall, photos per second with one
-process and with two worker processes (one ONNX thread each), and peak RSS.
+Prints, per set: recall, precision (reads on labelled bibs), strict precision (every read,
+judged against RBNR's labels and the legible bibs they left out), with the counts behind
+each, linked recall, photos per second with one process and with two worker processes (one
+ONNX thread each), and peak RSS.
 
     .venv/bin/python benchmarks/detectors_rbnr.py [SET ...]
 """
@@ -69,10 +70,14 @@ def main(sets: list[str]) -> int:
     for set_name in sets:
         figures = one_process_figures(set_name)
         rate_two = two_process_rate(RBNR / set_name)
-        print(f"{set_name}: recall {figures['recall']:.1%}, precision "
-              f"{figures['precision']:.1%} (strict {figures['strict_precision']:.1%}, "
-              f"{figures['unlabelled_reads']} unlabelled reads), linked recall "
-              f"{figures['linked_recall']:.1%}, {figures['images_per_second']:.2f} photos/s "
+        labelled_reads = figures["right_on_labelled"] + figures["misreads_on_labelled"]
+        print(f"{set_name}: recall {figures['recall']:.1%} ({figures['read_bibs']}/"
+              f"{figures['labelled_bibs']}), precision {figures['precision']:.1%} "
+              f"({figures['right_on_labelled']}/{labelled_reads}), strict precision "
+              f"{figures['strict_precision']:.1%} ({figures['right_reads']}/{figures['reads']}: "
+              f"{figures['misreads']} misread, {figures['off_bib_reads']} on no known bib), "
+              f"linked recall {figures['linked_recall']:.1%}, "
+              f"{figures['images_per_second']:.2f} photos/s "
               f"in 1 process (model loading included), {rate_two:.2f} photos/s in 2 "
               f"processes, peak RSS {figures['peak_rss_mb']:.0f} MB (1 process)")
     return 0

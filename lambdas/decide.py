@@ -15,8 +15,8 @@ from lambdas.shared import dynamodb, logger, metrics, required_env, settings, tr
 from racecheck.core.aws_errors import transient_errors_renamed
 from racecheck.core.photo_timing import PHOTO_POINTS_ENV_VAR, PhotoPoints, photo_time
 from racecheck.core.records import build_record, to_attribute_values
-from racecheck.core.rules import PhotoTiming, decide_photo
-from racecheck.core.runners_store import load_runners
+from racecheck.core.rules import PhotoTiming, decide_photo, numbers_to_look_up
+from racecheck.core.runners_store import load_number_lengths, load_runners
 from racecheck.core.timing_store import load_timing
 
 
@@ -52,14 +52,23 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     faces_result = _result(state, "faces")
     faces = faces_result["faces"] if faces_result is not None else None
     bibs = text["bibs"] if text is not None else None
+    near_misses = text.get("near_misses", []) if text is not None else []
 
-    numbers = sorted({bib["number"] for bib in bibs or []})
-    runners = load_runners(numbers, table_name=required_env("RUNNERS_TABLE_NAME"),
+    # The numbers read, without leading zeros, and one digit away (misreads of registered
+    # numbers), plus what the race's numbers look like: one BatchGetItem per 100 keys and
+    # one GetItem.
+    numbers = numbers_to_look_up(bibs or [], near_misses)
+    table_name = required_env("RUNNERS_TABLE_NAME")
+    runners = load_runners(numbers, table_name=table_name,
                            dynamodb_client=dynamodb()) if numbers else {}
+    lengths = load_number_lengths(table_name=table_name,
+                                  dynamodb_client=dynamodb()) if numbers else None
+    read = sorted({str(bib["number"]) for bib in bibs or []})
     decision = decide_photo(
         image=image, moderation=moderation, bibs=bibs, faces=faces, runners=runners,
         settings=settings(), image_width=image.get("width"), image_height=image.get("height"),
-        timing=_photo_timing(photo["key"], image, numbers),
+        near_misses=near_misses, number_lengths=lengths,
+        timing=_photo_timing(photo["key"], image, read),
     )
     metrics.add_metric(name="PhotosDecided", unit=MetricUnit.Count, value=1)
     logger.info("photo decided", extra={"verdict": decision.verdict,

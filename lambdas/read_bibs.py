@@ -21,7 +21,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     photo = Photo.from_dict(event["photo"])
     take_rekognition_slot("DetectText")
     response = rekognition().detect_text(Image={"S3Object": photo.s3_object()})
-    reading = extract_bibs(response, settings())
+    # The photo's size (from the CheckImage step) turns Rekognition's fractional boxes into
+    # shapes for the frame-edge and width checks.
+    image = event.get("image") or {}
+    width, height = image.get("width"), image.get("height")
+    reading = extract_bibs(response, settings(),
+                           image_size=(int(width), int(height)) if width and height else None)
     logger.info("bibs read", extra={"bibs": [bib["number"] for bib in reading.bibs],
                                     "near_misses": len(reading.near_misses)})
     metrics.add_metric(name="BibsRead", unit=MetricUnit.Count, value=len(reading.bibs))

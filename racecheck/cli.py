@@ -243,22 +243,34 @@ def eval_group() -> None:
 
 @eval_group.command(name="rbnr")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--runners", "runners_csv",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Registration CSV: also decide every photo and print the review burden.")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON object line.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N images.")
-def eval_rbnr(folder: Path, as_json: bool, limit: int | None) -> None:
-    """Bib recall/precision, linking and speed on an RBNR-format folder.
+def eval_rbnr(folder: Path, runners_csv: Path | None, as_json: bool, limit: int | None) -> None:
+    """Bib recall/precision, linking and speed on an RBNR-format folder; with --runners,
+    the review burden: the share of photos of correctly registered runners that come out
+    REVIEW or FAIL, with the reasons counted.
 
-    FOLDER holds the images and ground_truth.json.
+    FOLDER holds the images and ground_truth.json. Reads are also judged against the
+    legible bibs RBNR left unlabelled (benchmarks/data/rbnr_unlabelled_bibs.json) when
+    that file lists FOLDER's name. benchmarks/rbnr_registrations.py writes registration
+    lists for sets 1 and 2.
 
     Example:
 
-        racecheck eval rbnr ../shared/datasets/rbnr/set1 --json
+        racecheck eval rbnr ../shared/datasets/rbnr/set1 --json \\
+            --runners racecheck-out/registrations/set1_runners.csv
     """
     from racecheck.evaluation import evaluate_rbnr, format_report
 
     if not (folder / "ground_truth.json").is_file():
         fail(f"{folder} has no ground_truth.json")
-    report = evaluate_rbnr(folder, limit=limit)
+    runners = None
+    if runners_csv is not None:
+        runners = {runner.bib: runner for runner in _parse_runners(runners_csv, None)}
+    report = evaluate_rbnr(folder, limit=limit, settings=_settings(), runners=runners)
     click.echo(format_report(report))
     if as_json:
         click.echo(report.to_json())

@@ -45,10 +45,13 @@ def test_runners_import_writes_and_reimport_updates(aws: Any, tmp_path: Path) ->
     # when it is corrected and imported again
     runners.write_text("bib,gender,age_category,name\n3631,F,40-44,Ana\n77,M,70+,Bo\n")
     again = CliRunner().invoke(main, ["runners", "import", str(runners), "--table", RUNNERS])
-    # then the table holds each runner once, with the new category
+    # then the table holds each runner once, with the new category, and the list's
+    # number lengths (one 2-digit, one 4-digit number)
     assert again.exit_code == 0, again.output
     items = aws.scan(TableName=RUNNERS)["Items"]
-    assert len(items) == 2
+    assert sorted(item["bib"]["S"] for item in items) == ["#number-lengths", "3631", "77"]
+    summary = next(item for item in items if item["bib"]["S"] == "#number-lengths")
+    assert summary["lengths"]["M"] == {"2": {"N": "1"}, "4": {"N": "1"}}
     ana = next(item for item in items if item["bib"]["S"] == "3631")
     assert (ana["age_min"]["N"], ana["age_max"]["N"]) == ("40", "44")
 

@@ -16,6 +16,8 @@ from PIL import Image
 
 from lambdas import analyze_faces, check_image, decide, moderate, read_bibs, shared
 from racecheck.core.records import from_attribute_values
+from racecheck.core.rules import numbers_to_look_up
+from racecheck.core.runners_store import NUMBER_LENGTHS_KEY
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
 from tests.conftest import LambdaContext, camera_exif, load_fixture, make_jpeg, stubbed
 
@@ -220,6 +222,34 @@ def test_read_bibs_keeps_bibs_and_records_near_misses(monkeypatch: pytest.Monkey
     assert result["model_version"] == "3.0"
 
 
+@pytest.mark.parametrize(("image", "bibs", "near_misses"), [
+    # a portrait camera frame: 2% of the width is 80 px, under a quarter of the 360 px
+    # text height, so the number touches the frame's side edge and may have lost digits
+    ({"accepted": True, "width": 4000, "height": 6000}, [], [("3631", "AT_FRAME_EDGE")]),
+    # without the size the photo is taken as square: 2% is then more than a quarter of 6%
+    (None, ["3631"], []),
+])
+def test_read_bibs_judges_the_frame_edge_by_the_photo_size_from_the_check_step(
+        monkeypatch: pytest.MonkeyPatch, image: dict[str, Any] | None, bibs: list[str],
+        near_misses: list[tuple[str, str]]) -> None:
+    # given bib 3631 read 2% of the photo's width from its left edge
+    response = copy.deepcopy(load_fixture("rekognition/detect_text_bib_3631.json"))
+    for detection in response["TextDetections"]:
+        if detection["DetectedText"] == "3631":
+            detection["Geometry"]["BoundingBox"]["Left"] = 0.02
+    client, stub = stubbed("rekognition")
+    stub.add_response("detect_text", response, {"Image": {"S3Object": S3_OBJECT}})
+    monkeypatch.setattr(read_bibs, "rekognition", lambda: client)
+    # when ReadBibs runs with the image the state machine passes it (or without one)
+    with stub:
+        result = read_bibs.handler({"photo": PHOTO, **({"image": image} if image else {})},
+                                   LambdaContext())
+    # then the edge is judged in pixels
+    assert [bib["number"] for bib in result["bibs"]] == bibs
+    assert [(miss["number"], miss["why"]) for miss in result["near_misses"]
+            if miss["number"] == "3631"] == near_misses
+
+
 def test_analyze_faces_asks_only_for_the_needed_attributes_and_keeps_no_biometrics(
         monkeypatch: pytest.MonkeyPatch) -> None:
     client, stub = stubbed("rekognition")
@@ -237,6 +267,19 @@ def test_analyze_faces_asks_only_for_the_needed_attributes_and_keeps_no_biometri
 
 
 # ------------------------------------------------------------------------------ Decide
+
+
+def expect_runners_lookup(stub: Any, found: list[dict[str, Any]]) -> None:
+    """The runners Decide reads for a photo of bib 3631: the number and its one-digit
+    neighbours (misreads of registered numbers) in one BatchGetItem, then the summary of
+    the race's number lengths in one GetItem."""
+    keys = [{"bib": {"S": number}} for number in numbers_to_look_up([{"number": "3631"}])]
+    assert {"bib": {"S": "363"}} in keys and {"bib": {"S": "36318"}} in keys
+    stub.add_response("batch_get_item", {"Responses": {"racecheck-runners": found}},
+                      {"RequestItems": {"racecheck-runners": {"Keys": keys}}})
+    stub.add_response("get_item", {"Item": {"bib": {"S": NUMBER_LENGTHS_KEY}, "lengths": {
+        "M": {"3": {"N": "900"}, "4": {"N": "4000"}}}}},
+        {"TableName": "racecheck-runners", "Key": {"bib": {"S": NUMBER_LENGTHS_KEY}}})
 
 
 def test_decide_looks_up_runners_and_builds_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,10 +301,9 @@ def test_decide_looks_up_runners_and_builds_the_record(monkeypatch: pytest.Monke
                                                           "version-id": VERSION}},
     }
     client, stub = stubbed("dynamodb")
-    stub.add_response("batch_get_item", {"Responses": {"racecheck-runners": [{
+    expect_runners_lookup(stub, [{
         "bib": {"S": "3631"}, "gender": {"S": "F"}, "age_min": {"N": "18"},
-        "age_max": {"N": "39"}, "category": {"S": "18-39"}, "name": {"S": "Ana"}}]}},
-        {"RequestItems": {"racecheck-runners": {"Keys": [{"bib": {"S": "3631"}}]}}})
+        "age_max": {"N": "39"}, "category": {"S": "18-39"}, "name": {"S": "Ana"}}])
     monkeypatch.setattr(decide, "dynamodb", lambda: client)
     with stub:
         result = decide.handler({"state": state, "execution": "arn:execution"},
@@ -340,8 +382,7 @@ def test_decide_compares_the_photo_with_the_chip_of_each_bib(
     monkeypatch.setenv("PHOTO_POINTS", json.dumps(
         {"points": [{"prefix": "finish line/", "km": 42.195, "utc_offset": "+02:00"}]}))
     client, stub = stubbed("dynamodb")
-    stub.add_response("batch_get_item", {"Responses": {"racecheck-runners": [RUNNER_3631]}},
-                      {"RequestItems": {"racecheck-runners": {"Keys": [{"bib": {"S": "3631"}}]}}})
+    expect_runners_lookup(stub, [RUNNER_3631])
     # the timing lookup: the course item and the bib's splits, in one batch read
     stub.add_response("batch_get_item", {
         "Responses": {"racecheck-timing": [COURSE_ITEM, SPLITS_3631]}},
@@ -372,7 +413,7 @@ def test_decide_without_a_photo_point_does_not_read_the_timing_table(
     monkeypatch.setenv("PHOTO_POINTS", json.dumps(
         {"points": [{"prefix": "km10/", "km": 10, "utc_offset": "+02:00"}]}))
     client, stub = stubbed("dynamodb")
-    stub.add_response("batch_get_item", {"Responses": {"racecheck-runners": [RUNNER_3631]}})
+    expect_runners_lookup(stub, [RUNNER_3631])
     monkeypatch.setattr(decide, "dynamodb", lambda: client)
     # when decided / then the runners are the only read, and nothing is said about timing
     with stub:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import botocore.session
 import pytest
+from botocore.validate import validate_parameters
 
+from racecheck.core.bibs import extract_bibs
 from racecheck.core.photo_timing import MISSED_CHECKPOINT, TIMING_MISMATCH
 from racecheck.core.registry import Runner
 from racecheck.core.rules import (
@@ -24,6 +27,9 @@ from racecheck.core.rules import (
     decide_photo,
     error_decision,
     evidence_kinds,
+    face_quality_problems,
+    numbers_to_look_up,
+    one_digit_away,
 )
 from racecheck.core.settings import Settings
 from racecheck.core.timing import Checkpoint
@@ -211,18 +217,52 @@ def test_fail_threshold_comes_from_settings() -> None:
     [
         ({"sunglasses": True}, "FACE_SUNGLASSES"),
         ({"occluded": True}, "FACE_OCCLUDED"),
-        ({"confidence": 85.0}, "FACE_LOW_CONFIDENCE"),
-        ({"sharpness": 5.0}, "FACE_BLURRED"),
+        # 40 px, under AWS's 50 x 50: on RBNR such faces' estimates were mostly right
+        ({"box": box(580, 100, 40, 40)}, "FACE_SMALL"),
     ],
 )
-def test_poor_face_quality_turns_a_fail_into_review(quality: dict[str, Any], detail: str) -> None:
-    # given a confident gender mismatch on a face with a quality problem
+def test_a_partly_hidden_or_small_face_turns_a_fail_into_review(quality: dict[str, Any],
+                                                                detail: str) -> None:
+    # given a confident gender mismatch on a face in sunglasses, behind a hand, or small
     decision = decide(
         [bib("5", 600)], [face(600, "Female", 99.9, 25, 35, **quality)], [runner("5", "M", 18, 39)]
     )
     # then a person reviews it rather than the system guessing
     assert decision.verdict == REVIEW
     assert decision.reasons == ["LOW_CONFIDENCE", detail, "GENDER_MISMATCH"]
+
+
+@pytest.mark.parametrize(
+    ("quality", "detail"),
+    [
+        ({"confidence": 85.0}, "FACE_LOW_CONFIDENCE"),
+        ({"sharpness": 5.0}, "FACE_BLURRED"),
+        ({"yaw": -62.0}, "FACE_TURNED"),
+        ({"pitch": 38.0}, "FACE_TURNED"),
+    ],
+)
+def test_an_unreliable_face_neither_contradicts_nor_confirms_the_registration(
+        quality: dict[str, Any], detail: str) -> None:
+    # given a confident gender mismatch, and an age far off, on a face too blurred, turned
+    # or doubtful for its estimates to mean much
+    decision = decide(
+        [bib("5", 600)], [face(600, "Female", 99.9, 60, 70, **quality)],
+        [runner("5", "M", 18, 39)])
+    # then no review: the estimate is noise, not evidence either way
+    assert decision.verdict == PASS
+    assert decision.reasons == ["LOW_CONFIDENCE", detail, "GENDER_UNCERTAIN", "AGE_UNKNOWN"]
+    assert decision.links[0]["outcome"] == UNKNOWN
+
+
+def test_the_smallest_usable_face_grows_with_the_photo() -> None:
+    # given a face 60 px square in a 1200x800 photo and in a 24 MP one (6000x4000): AWS
+    # analyses large photos at a coarser scale, so they need proportionally larger faces
+    in_small_photo = {"box": {"Left": 0.1, "Top": 0.1, "Width": 60 / 1200, "Height": 60 / 800}}
+    in_large_photo = {"box": {"Left": 0.1, "Top": 0.1, "Width": 60 / 6000, "Height": 60 / 4000}}
+    # when their size is judged
+    # then only the large photo finds it too small
+    assert face_quality_problems(in_small_photo, SETTINGS, (1200, 800)) == []
+    assert face_quality_problems(in_large_photo, SETTINGS, (6000, 4000)) == ["FACE_SMALL"]
 
 
 def test_poor_face_quality_alone_still_passes() -> None:
@@ -532,3 +572,137 @@ def test_a_gender_estimate_never_counts_as_consistent_for_a_non_binary_runner() 
     assert registered_x.links[0]["outcome"] == UNKNOWN
     assert registered_x.evidence == [{"bib": "12", "outcome": UNKNOWN,
                                       "reasons": ["AGE_UNKNOWN"]}]
+
+
+# --- reads judged with the registration list ---------------------------------------------
+
+
+def test_an_unregistered_number_nobody_wears_is_not_sent_to_review() -> None:
+    # given a number on a banner far from the only face (a clock, a car, a sign)
+    decision = decide([bib("2000", 1100, centre_y=700)], [face(300, "Male", 99.9, 25, 35)], [])
+    # then it is recorded, not reviewed
+    assert (decision.verdict, decision.reasons) == (PASS, ["UNREGISTERED_NO_WEARER"])
+
+
+def test_an_unregistered_read_one_digit_from_a_registered_number_is_a_misread() -> None:
+    # given 376 read on the chest of the runner registered 3761 (the last digit hidden)
+    decision = decide([bib("376", 600)], [face(600, "Male", 99.9, 25, 35)],
+                      [runner("3761", "M", 18, 39)])
+    # then it is no bandit: the link names the registered number it may be
+    assert (decision.verdict, decision.reasons) == (PASS, ["NEAR_REGISTERED"])
+    assert decision.links[0]["near"] == ["3761"]
+
+
+def test_a_read_with_an_extra_digit_is_a_misread_of_the_registered_number() -> None:
+    decision = decide([bib("24207", 600)], [face(600, "Male", 99.9, 25, 35)],
+                      [runner("4207", "M", 18, 39)])
+    assert decision.reasons == ["NEAR_REGISTERED"]
+    assert decision.links[0]["near"] == ["4207"]
+
+
+def test_a_clean_unregistered_read_far_from_any_registration_stays_a_review() -> None:
+    # given a runner wearing 5150 when the race registered only 3761
+    decision = decide([bib("5150", 600)], [face(600, "Male", 99.9, 25, 35)],
+                      [runner("3761", "M", 18, 39)])
+    assert (decision.verdict, decision.reasons) == (REVIEW, ["BIB_UNREGISTERED"])
+
+
+def test_a_zero_padded_read_finds_the_runner_registered_without_the_zero() -> None:
+    # given bib 0891 printed with its zero, registered as 891 (a spreadsheet drops zeros)
+    decision = decide([bib("0891", 600)], [face(600, "Male", 99.9, 25, 35)],
+                      [runner("891", "M", 18, 39)])
+    assert (decision.verdict, decision.reasons) == (PASS, [])
+    assert decision.links[0]["registered"]["gender"] == "M"
+
+
+def test_an_unregistered_read_beside_a_registered_bib_is_not_a_second_bib() -> None:
+    # given a runner's bib and an unregistered number read on the same torso
+    bibs = [bib("101", 600, centre_y=300), bib("9999", 600, centre_y=360)]
+    decision = decide(bibs, [face(600, "Male", 99.9, 25, 35)], [runner("101", "M", 18, 39)])
+    # then the unregistered read is its own finding; no bib mule is concluded
+    assert decision.reasons == ["BIB_UNREGISTERED"]
+    assert [entry["outcome"] for entry in decision.evidence] == [CONSISTENT, UNKNOWN]
+
+
+def test_near_misses_one_digit_from_a_registered_number_are_hints() -> None:
+    # given a near miss 376 (cut by the frame) and a registered 3761
+    decision = decide([bib("3761", 600)], [face(600, "Male", 99.9, 25, 35)],
+                      [runner("3761", "M", 18, 39)],
+                      near_misses=[{"number": "376", "why": "AT_FRAME_EDGE"},
+                                   {"number": "12", "why": "WRONG_LENGTH"}])
+    # then the hint names it, and the verdict does not change
+    assert decision.verdict == PASS
+    assert decision.hints == [{"read": "376", "why": "AT_FRAME_EDGE", "registered": ["3761"]}]
+
+
+def test_the_numbers_to_look_up_cover_the_reads_and_their_neighbours() -> None:
+    numbers = numbers_to_look_up([{"number": "0891"}], [{"number": "37"}])
+    assert {"0891", "891", "8910", "1891", "89", "91", "37", "370", "137", "3", "7"} <= set(
+        numbers)
+    assert "0891" not in one_digit_away("891") and "891" in one_digit_away("8910")
+
+
+def test_one_number_on_two_runners_read_from_a_real_response_is_sent_to_review(
+        settings: Settings) -> None:
+    # given a DetectText response with 77 on two chests, and two faces above them
+    def detection(ident: int, kind: str, left_px: float, parent: int | None = None
+                  ) -> dict[str, Any]:
+        geometry = box(left_px - 27, 319, 54, 30)
+        left, top = geometry["Left"], geometry["Top"]
+        right, bottom = left + geometry["Width"], top + geometry["Height"]
+        found: dict[str, Any] = {
+            "DetectedText": "77", "Type": kind, "Id": ident, "Confidence": 99.0,
+            "Geometry": {"BoundingBox": geometry, "Polygon": [
+                {"X": left, "Y": top}, {"X": right, "Y": top}, {"X": right, "Y": bottom},
+                {"X": left, "Y": bottom}]}}
+        if parent is not None:
+            found["ParentId"] = parent
+        return found
+
+    response = {"TextDetections": [detection(0, "LINE", 300), detection(1, "LINE", 800),
+                                   detection(2, "WORD", 300, 0), detection(3, "WORD", 800, 1)]}
+    model = botocore.session.get_session().create_client(
+        "rekognition", region_name="us-east-1").meta.service_model
+    validate_parameters(response, model.operation_model("DetectText").output_shape)
+    reading = extract_bibs(response, settings)
+    faces = [face(300, "Male", 99.9, 25, 35), face(800, "Male", 99.9, 25, 35)]
+    # when decided
+    decision = decide(reading.bibs, faces, [runner("77", "M", 18, 39)])
+    # then the copied bib is seen
+    assert decision.verdict == REVIEW
+    assert decision.reasons == ["SAME_BIB_TWICE"]
+
+
+# A race numbered 1000-1999 that also gave a few runners 3-digit numbers.
+RACE_LENGTHS = {3: 30, 4: 1000}
+
+
+def test_a_read_of_a_length_the_race_hardly_issues_is_not_used_as_a_bib() -> None:
+    # given 377 read beside a hand on the bib 1377 (a 3-digit number in a 4-digit race)
+    decision = decide([bib("377", 600)], [face(600, "Female", 99.9, 25, 35)],
+                      [runner("377", "M", 18, 39), runner("1377", "F", 18, 39)],
+                      number_lengths=RACE_LENGTHS)
+    # then the fragment is a hint, not a bib: no one is compared with runner 377
+    assert (decision.verdict, decision.reasons) == (PASS, ["SHORT_READ"])
+    assert decision.links == []
+    assert decision.hints == [{"read": "377", "why": "SHORT_READ", "registered": ["1377"]}]
+
+
+def test_a_read_of_a_common_length_is_judged_as_usual() -> None:
+    decision = decide([bib("1377", 600)], [face(600, "Female", 99.9, 25, 35)],
+                      [runner("1377", "F", 18, 39)], number_lengths=RACE_LENGTHS)
+    assert (decision.verdict, decision.reasons) == (PASS, [])
+
+
+def test_a_zero_padded_read_as_wide_as_the_race_numbers_is_a_bib() -> None:
+    # given a race padding its numbers to 5 digits, and 00891 read (a near miss to the
+    # reader, which does not know the race)
+    padded = {"number": "00891", "confidence": 99.0, "box": bib("1", 600)["box"],
+              "why": "LEADING_ZERO"}
+    fragment = {**padded, "number": "025", "box": bib("1", 900)["box"]}
+    decision = decide([], [face(600, "Male", 99.9, 25, 35)], [runner("891", "M", 18, 39)],
+                      near_misses=[padded, fragment], number_lengths={3: 200, 4: 800, 5: 100})
+    # then the padded read is the runner's bib; the short zero read stays a near miss
+    assert [link["bib"] for link in decision.links] == ["00891"]
+    assert decision.links[0]["registered"] is not None
+    assert decision.verdict == PASS

@@ -13,12 +13,14 @@ from racecheck.core.dynamodb_batches import UnprocessedItemsError
 from racecheck.core.registry import Runner, parse_runners_csv
 from racecheck.core.runners_store import (
     ADDED,
+    NUMBER_LENGTHS_KEY,
     REMOVED,
     UPDATED,
     Change,
     ImportPlan,
     history_of,
     import_runners,
+    load_number_lengths,
     load_runners,
     plan_import,
     read_items,
@@ -65,8 +67,9 @@ def test_import_writes_items_in_the_table_layout(dynamodb: Any) -> None:
     runners = parse_runners_csv("bib,gender,age_category,name,club\n1,M,18-39,Bo,X\n2,F,70+,,\n")
     # when imported
     result = import_runners(runners, table_name=TABLE, dynamodb_client=dynamodb)
-    # then the items follow the table layout: age_max and name absent, numbers as N
-    assert (result.written, result.batches) == (2, 1)
+    # then the items follow the table layout: age_max and name absent, numbers as N (and the
+    # summary of the race's number lengths is written alongside)
+    assert (result.written, result.batches) == (3, 1)
     first = dynamodb.get_item(TableName=TABLE, Key={"bib": {"S": "1"}})["Item"]
     second = dynamodb.get_item(TableName=TABLE, Key={"bib": {"S": "2"}})["Item"]
     assert first == {
@@ -87,8 +90,9 @@ def test_reimport_overwrites_without_duplicates(dynamodb: Any) -> None:
     # when a corrected list is imported again
     corrected = [Runner("1000", "F", 45, 49, "45-49", "Fixed")]
     import_runners(corrected, table_name=TABLE, dynamodb_client=dynamodb)
-    # then the table still holds 30 items and the bib carries the new values
-    assert dynamodb.scan(TableName=TABLE, Select="COUNT")["Count"] == 30
+    # then the table still holds 30 runners (and the list's summary) and the bib carries
+    # the new values
+    assert dynamodb.scan(TableName=TABLE, Select="COUNT")["Count"] == 30 + 1
     loaded = load_runners(["1000"], table_name=TABLE, dynamodb_client=dynamodb)
     assert loaded == {"1000": corrected[0]}
 
@@ -145,7 +149,8 @@ def test_unprocessed_items_and_keys_are_retried(dynamodb: Any) -> None:
     )
     # then the retries complete the work
     assert result.retries == 1
-    assert flaky.calls == [("write", 20), ("write", 10), ("get", 20), ("get", 10)]
+    # (the first write holds the 20 runners and the list's summary item)
+    assert flaky.calls == [("write", 21), ("write", 11), ("get", 20), ("get", 10)]
     assert loaded == {runner.bib: runner for runner in runners}
 
 
@@ -195,7 +200,9 @@ def test_a_plan_adds_updates_and_without_prune_keeps_runners_absent_from_the_fil
     assert plan.changes == [Change("3631", UPDATED, registration(ANA), registration(BO)),
                             Change("12", ADDED, None, registration(DEE))]
     assert (plan.unchanged, plan.not_in_file) == (0, ["77"])
-    assert [item["bib"] for item in plan.items] == ["3631", "12"]
+    assert [item["bib"] for item in plan.items] == ["3631", "12", NUMBER_LENGTHS_KEY]
+    # and the number lengths describe the table after the import, Cy's 77 still in it
+    assert plan.items[-1]["lengths"] == {"2": 2, "4": 1}
     assert plan.items[0]["history"] == [{"at": "T1", "change": UPDATED, "source": "v2.csv",
                                          "old": registration(ANA), "new": registration(BO)}]
 
@@ -209,8 +216,11 @@ def test_a_plan_with_prune_removes_absent_runners_and_records_who_they_were() ->
     # then Ana is unchanged and Cy's item keeps only the bib, the removal and the history
     assert (plan.unchanged, plan.not_in_file) == (1, [])
     assert plan.changes == [Change("77", REMOVED, registration(CY), None)]
-    assert plan.items == [{"bib": "77", "removed_at": "T1", "history": [
-        added, {"at": "T1", "change": REMOVED, "source": "v2.csv", "old": registration(CY)}]}]
+    assert plan.items == [
+        {"bib": "77", "removed_at": "T1", "history": [
+            added, {"at": "T1", "change": REMOVED, "source": "v2.csv", "old": registration(CY)}]},
+        {"bib": NUMBER_LENGTHS_KEY, "lengths": {"4": 1}},
+    ]
 
 
 def test_import_prune_and_reimport_against_dynamodb_keep_every_change(dynamodb: Any) -> None:
@@ -307,3 +317,17 @@ def test_a_batch_that_stays_unprocessed_stops_a_parallel_import_loudly() -> None
     with pytest.raises(UnprocessedItemsError, match="still unprocessed"):
         write_items([runner.to_item() for runner in many_runners(100)], table_name=TABLE,
                     dynamodb_client=Throttled(), sleep=no_sleep, workers=4)
+
+
+def test_import_records_the_lengths_of_the_race_numbers(dynamodb: Any) -> None:
+    # given a race numbered 1..150: 9 one-digit, 90 two-digit and 51 three-digit numbers
+    runners = [Runner(str(number), "M", 18, 39, "18-39") for number in range(1, 151)]
+    assert load_number_lengths(table_name=TABLE, dynamodb_client=dynamodb) is None
+    # when imported
+    import_runners(runners, table_name=TABLE, dynamodb_client=dynamodb)
+    # then the decide step can read what the race's numbers look like in one GetItem
+    assert load_number_lengths(table_name=TABLE, dynamodb_client=dynamodb) == {
+        1: 9, 2: 90, 3: 51}
+    # and the summary is never mistaken for a runner
+    assert load_runners([NUMBER_LENGTHS_KEY, "7"], table_name=TABLE,
+                        dynamodb_client=dynamodb).keys() == {"7"}

@@ -1,8 +1,9 @@
 """Reduce a DetectFaces response to the derived attributes racecheck keeps.
 
 Face data is biometric: only the box, the age range, the gender estimate and quality hints
-are kept. Landmarks, pose details, crops and embeddings are dropped here, before anything
-is stored or logged.
+(sunglasses, occlusion, sharpness, brightness, how far the face is turned: yaw and pitch)
+are kept. Landmarks, roll, crops and embeddings are dropped here, before anything is stored
+or logged.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def face_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
     age = detail.get("AgeRange") or {}
     gender = detail.get("Gender") or {}
     quality = detail.get("Quality") or {}
+    pose = detail.get("Pose") or {}
     return {
         "box": {key: round(float(box[key]), 5) for key in ("Left", "Top", "Width", "Height")},
         "confidence": round(float(detail.get("Confidence", 0.0)), 2),
@@ -36,6 +38,9 @@ def face_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
         "sharpness": round(float(quality["Sharpness"]), 2) if "Sharpness" in quality else None,
         "brightness": (round(float(quality["Brightness"]), 2)
                        if "Brightness" in quality else None),
+        # How far the face is turned: estimates of a face in profile are poor.
+        "yaw": round(float(pose["Yaw"]), 1) if "Yaw" in pose else None,
+        "pitch": round(float(pose["Pitch"]), 1) if "Pitch" in pose else None,
     }
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -124,6 +124,16 @@ class Runner:
 def parse_gender(text: str) -> Gender | None:
     """``"Non-Binary"`` -> ``"X"``; None for a value that is not a known spelling."""
     return _GENDERS.get(" ".join(text.split()).lower())
+
+
+def number_lengths(bibs: Iterable[str]) -> dict[int, int]:
+    """How many registered numbers have each count of digits (leading zeros not counted):
+    what the race's bibs look like, for telling a fragment from a whole number."""
+    lengths: dict[int, int] = {}
+    for bib in bibs:
+        digits = len(bib.lstrip("0") or "0")
+        lengths[digits] = lengths.get(digits, 0) + 1
+    return lengths
 
 
 def parse_category(label: str) -> tuple[int, int | None, Gender | None]:

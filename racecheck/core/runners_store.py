@@ -25,6 +25,12 @@ algorithm"); boto3's ``Table.batch_writer`` re-sends them at once, without backo
 why it is not used here. An import is not atomic: if it stops half-way, running it again
 completes it (the bibs already written compare equal and are skipped). Two imports must not
 run at the same time: each reads the table, then writes what differs.
+
+One more item, under the key ``#number-lengths`` (no bib starts with ``#``), holds how many
+registered numbers have each count of digits (``lengths``, M of N): what the race's bibs
+look like, which the verdict rules need to tell a fragment from a whole bib
+(``rules.is_short``) without reading the whole table. Every import that changes the
+registered numbers rewrites it.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from racecheck.core.dynamodb_batches import WriteResult, get_items, put_items
-from racecheck.core.registry import Runner
+from racecheck.core.registry import Runner, number_lengths
 
 # Requests in flight during an import. Each one is a round trip from the operator's machine;
 # 8 keeps a new on-demand table (4,000 writes/s at first) busy without throttling it.
@@ -49,6 +55,7 @@ UPDATED = "updated"
 REMOVED = "removed"
 REMOVED_AT = "removed_at"
 HISTORY = "history"
+NUMBER_LENGTHS_KEY = "#number-lengths"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -85,7 +92,14 @@ def registration(runner: Runner) -> dict[str, Any]:
 
 
 def is_registered(item: Mapping[str, Any]) -> bool:
-    return REMOVED_AT not in item
+    return REMOVED_AT not in item and str(item.get("bib")) != NUMBER_LENGTHS_KEY
+
+
+def number_lengths_item(bibs: Iterable[str]) -> dict[str, Any]:
+    """The summary item (plain values) for these registered numbers."""
+    return {"bib": NUMBER_LENGTHS_KEY,
+            "lengths": {str(digits): count
+                        for digits, count in sorted(number_lengths(bibs).items())}}
 
 
 def plan_import(current: Mapping[str, Mapping[str, Any]], runners: Sequence[Runner], *,
@@ -97,6 +111,8 @@ def plan_import(current: Mapping[str, Mapping[str, Any]], runners: Sequence[Runn
     whose old and new names differ.
     """
     _refuse_repeated_bibs(runners)
+    stored_lengths = (current.get(NUMBER_LENGTHS_KEY) or {}).get("lengths")
+    current = {bib: item for bib, item in current.items() if bib != NUMBER_LENGTHS_KEY}
     changes: list[Change] = []
     items: list[dict[str, Any]] = []
     unchanged = 0
@@ -129,6 +145,10 @@ def plan_import(current: Mapping[str, Mapping[str, Any]], runners: Sequence[Runn
         for bib in absent:
             old = registration(Runner.from_item(current[bib]))
             record(bib, Change(bib, REMOVED, old, None), {"bib": bib, REMOVED_AT: at})
+    lengths = number_lengths_item([*in_file, *([] if prune else absent)])
+    if {str(digits): int(count) for digits, count in (stored_lengths or {}).items()} != (
+            lengths["lengths"]):
+        items.append(lengths)
     return ImportPlan(changes=changes, unchanged=unchanged,
                       not_in_file=[] if prune else absent, items=items)
 
@@ -160,7 +180,9 @@ def import_runners(runners: Sequence[Runner], *, table_name: str,
                    sleep: Callable[[float], None] = time.sleep) -> WriteResult:
     """Put every runner whole, without reading the table first (a fresh table's import)."""
     _refuse_repeated_bibs(runners)
-    return write_items([runner.to_item() for runner in runners], table_name=table_name,
+    items = [runner.to_item() for runner in runners]
+    items.append(number_lengths_item(runner.bib for runner in runners))
+    return write_items(items, table_name=table_name,
                        dynamodb_client=dynamodb_client, sleep=sleep, workers=1)
 
 
@@ -193,11 +215,22 @@ def write_items(items: Sequence[Mapping[str, Any]], *, table_name: str,
 def load_runners(bibs: Iterable[str], *, table_name: str, dynamodb_client: Any = None,
                  sleep: Callable[[float], None] = time.sleep) -> dict[str, Runner]:
     """Registered runners for the given bibs; bibs not in the table, or removed, are absent."""
-    wanted = list(dict.fromkeys(str(bib) for bib in bibs))
+    wanted = list(dict.fromkeys(str(bib) for bib in bibs if str(bib) != NUMBER_LENGTHS_KEY))
     items = get_items([{"bib": {"S": bib}} for bib in wanted], table_name=table_name,
                       client=dynamodb_client or _default_client(), sleep=sleep)
     runners = (from_dynamodb_item(item) for item in items if REMOVED_AT not in item)
     return {runner.bib: runner for runner in runners}
+
+
+def load_number_lengths(*, table_name: str, dynamodb_client: Any = None
+                        ) -> dict[int, int] | None:
+    """How many registered numbers have each count of digits; None before any import."""
+    client = dynamodb_client or _default_client()
+    item = client.get_item(TableName=table_name,
+                           Key={"bib": {"S": NUMBER_LENGTHS_KEY}}).get("Item")
+    if not item:
+        return None
+    return {int(digits): int(count["N"]) for digits, count in item["lengths"]["M"].items()}
 
 
 def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:
