@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.shared import dynamodb, logger, metrics, required_env, settings, tracer
 from racecheck.core.aws_errors import transient_errors_renamed
 from racecheck.core.records import build_record, to_attribute_values
+from racecheck.core.review_links import ReviewLinks
 from racecheck.core.rules import decide_photo
 from racecheck.core.runners_store import load_runners
 
@@ -49,7 +50,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         photo=photo, decision=decision, image=image, moderation=moderation, text=text,
         faces=faces, settings=settings(),
         recorded_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        execution=event.get("execution", ""),
+        execution=event.get("execution", ""), review_links=ReviewLinks.from_env(),
     )
     # This result replaces the workflow's state (ResultPath "$"): the event, for the error
     # path, and the record; the step results it was built from are not carried twice.

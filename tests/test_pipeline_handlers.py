@@ -277,7 +277,8 @@ def test_a_runner_crossing_the_threshold_is_alerted_once_with_a_short_sms(
     sns.publish = capture  # type: ignore[method-assign]
     dynamodb_stub.add_response("update_item", {}, {
         "TableName": "racecheck-evidence", "Key": {"bib": {"S": "3631"}},
-        "UpdateExpression": "SET alerted = :true, alerted_at = :now",
+        # the photos the alert named: only others can alert again once reviewers clear it
+        "UpdateExpression": "SET alerted = :true, alerted_at = :now ADD known_photos :known",
         "ConditionExpression": "attribute_not_exists(alerted) OR alerted = :false",
         "ExpressionAttributeValues": ANY})
     with dynamodb_stub, sns_stub:
