@@ -37,8 +37,8 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams,
 def _follow_up(record: DynamoDBRecord) -> None:
     decided = decision_change_to_follow(record.raw_event)
     if decided is not None:
-        photo, old, new = decided
-        runners = follow_up_decision(photo, old, new, dynamodb=dynamodb(),
+        decided_photo, old, new = decided
+        runners = follow_up_decision(decided_photo, old, new, dynamodb=dynamodb(),
                                      evidence_table=required_env("EVIDENCE_TABLE_NAME"))
         metrics.add_metric(name="ReviewDecisions", unit=MetricUnit.Count, value=1)
         logger.info("decision followed up", extra={"old": old, "new": new, "runners": runners})

@@ -20,8 +20,8 @@ Evidence follows the state, per registered bib the photo counted as inconsistent
 Each change is one conditional UpdateItem per runner, conditional on the runner still
 being in the old state for this photo: a retried or repeated stream record changes
 nothing twice, and a replayed sequence of changes ends where it ended the first time.
-``TransitionPlan`` describes that change once; ``evidence_update`` turns it into the
-UpdateItem and ``apply_to_evidence`` applies it to a plain item (local runs), so both
+``TransitionPlan`` describes that change once; ``decision_evidence_update`` turns it into
+the UpdateItem and ``apply_to_evidence`` applies it to a plain item (local runs), so both
 paths share one rule.
 """
 
@@ -52,7 +52,15 @@ STATUS_CLEARED = "cleared"  # alerted, then dismissals took the runner below the
 
 
 class DecisionRefused(ValueError):
-    """The decision cannot apply to this photo (never flagged, unchanged, too many)."""
+    """The decision cannot apply to this photo."""
+
+
+class NotFlagged(DecisionRefused):
+    """The machine never flagged the photo: there is nothing to confirm or dismiss."""
+
+
+class AlreadyDecided(DecisionRefused):
+    """The photo is already in the state the decision asks for: nothing to record."""
 
 
 def current_state(decisions: Sequence[Mapping[str, Any]] | None) -> str | None:
@@ -79,7 +87,7 @@ def check_decision(record: Mapping[str, Any], action: str) -> None:
     """Refuse a decision that cannot apply to this record, with a reviewer's explanation."""
     verdict = str(record.get("verdict") or "")
     if verdict not in DECIDABLE_VERDICTS:
-        raise DecisionRefused(
+        raise NotFlagged(
             f"{record.get('key')} was never flagged (verdict {verdict or 'unknown'}): only "
             f"{' and '.join(DECIDABLE_VERDICTS)} photos take a decision")
     decisions = list(record.get("decisions") or [])
@@ -87,7 +95,7 @@ def check_decision(record: Mapping[str, Any], action: str) -> None:
     if state == STATE_AFTER[action]:
         last = decisions[-1] if decisions else {}
         by = f" by {last.get('by')} at {last.get('at')}" if last else ""
-        raise DecisionRefused(
+        raise AlreadyDecided(
             f"{record.get('key')} is already {_describe(state)}{by}: nothing recorded")
     if len(decisions) >= MAX_DECISIONS:
         raise DecisionRefused(f"{record.get('key')} already holds {MAX_DECISIONS} decisions")
@@ -180,7 +188,7 @@ def transition_plans(record: Mapping[str, Any], old: str | None, new: str | None
     return plans
 
 
-def evidence_update(plan: TransitionPlan) -> dict[str, Any]:
+def decision_evidence_update(plan: TransitionPlan) -> dict[str, Any]:
     """UpdateItem arguments (evidence table) applying the plan once."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {":photo": plan.photo, ":photos": {plan.photo}}
@@ -190,7 +198,7 @@ def evidence_update(plan: TransitionPlan) -> dict[str, Any]:
         names[placeholder] = attribute
         return placeholder
 
-    adds = []
+    adds: list[str] = []
     for attribute, delta in sorted(plan.counters.items()):
         values[f":d{len(adds)}"] = delta
         adds.append(f"{name(attribute)} :d{len(adds)}")

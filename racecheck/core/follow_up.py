@@ -33,7 +33,7 @@ from typing import Any
 
 from racecheck.core.decisions import (
     current_state,
-    evidence_update,
+    decision_evidence_update,
     is_suspect,
     transition_plans,
 )
@@ -102,7 +102,7 @@ def follow_up_decision(record: Mapping[str, Any], old: str | None, new: str | No
     changed = 0
     for plan in transition_plans(record, old, new):
         try:
-            dynamodb.update_item(TableName=evidence_table, **evidence_update(plan))
+            dynamodb.update_item(TableName=evidence_table, **decision_evidence_update(plan))
             changed += 1
         except Exception as error:
             if not _condition_failed(error):

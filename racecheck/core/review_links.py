@@ -68,7 +68,8 @@ class ReviewLinks:
         """The lines an alert adds under a photo: where to open it, how to review it."""
         lines = []
         if self.region:
-            lines.append(f"  Open: {console_object_url(region=self.region, bucket=bucket, key=key)}")
+            url = console_object_url(region=self.region, bucket=bucket, key=key)
+            lines.append(f"  Open: {url}")
         lines.append(f"  Review: {self._review('--photo', self.photo_ref(bucket, key))}")
         return lines
 
