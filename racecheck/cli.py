@@ -810,6 +810,7 @@ def decide(photo_key: str, confirm: bool, dismiss: bool, undo: bool, note: str,
     except (BotoCoreError, ClientError) as error:
         _aws_error(error)
     entry = record["decisions"][-1]
-    click.echo(f"{record.get('key')}: {record.get('decision') or 'undecided'} by {entry['by']} "
-               f"at {entry['at']} (verdict {record.get('verdict')} kept; "
-               f"{len(record['decisions'])} decision(s) in its history)")
+    done = record.get("decision") or "decision withdrawn (undecided)"
+    click.echo(f"{record.get('key')}: {done} by {entry['by']} at {entry['at']} (verdict "
+               f"{record.get('verdict')} kept; {len(record['decisions'])} decision(s) in its "
+               "history)")
