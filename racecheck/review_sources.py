@@ -43,6 +43,7 @@ BIB_ITEM_PREFIX = "bib#"
 PRESIGNED_SECONDS = 900
 MAX_PHOTOS = 500
 BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem's keys per request
+DECIDE_ATTEMPTS = 5  # optimistic writes of one decision while others land on the photo
 
 __all__ = ["AwsReview", "DecisionRefused", "Filters", "LocalReview", "ReviewSource",
            "UnknownPhoto", "utc_now"]
@@ -311,22 +312,31 @@ class AwsReview:
     # ---------------------------------------------------------------- deciding
 
     def decide(self, ref: str, action: str, note: str = "") -> dict[str, Any]:
+        """Append the decision; a concurrent reviewer's entry goes first, never lost."""
         record = self.photo(ref)
         if record is None:
             raise UnknownPhoto(f"no photo {ref!r} in {self.where}")
         check_decision(record, action)
         entry = decision_entry(action, by=self.reviewer, at=utc_now(), note=note)
-        try:
-            answer = self.dynamodb.update_item(
-                TableName=self.results_table, ReturnValues="ALL_NEW",
-                **decision_item_update(record, entry))
-        except Exception as error:
-            if not _condition_failed(error):
-                raise
-            raise DecisionRefused(
-                f"{record.get('key')} cannot take more decisions, or is no longer a "
-                f"{' or '.join(DECIDABLE_VERDICTS)} record") from error
-        return from_attribute_values(answer["Attributes"])
+        for _ in range(DECIDE_ATTEMPTS):
+            try:
+                answer = self.dynamodb.update_item(
+                    TableName=self.results_table, ReturnValues="ALL_NEW",
+                    **decision_item_update(record, entry,
+                                           seen=len(record.get("decisions") or [])))
+                return from_attribute_values(answer["Attributes"])
+            except Exception as error:
+                if not _condition_failed(error):
+                    raise
+            # Someone decided meanwhile (or the record changed): read it again and append
+            # after their entry. Both decisions are kept; the later one is the state.
+            reread = self.photo(ref)
+            if reread is None or str(reread.get("verdict")) not in DECIDABLE_VERDICTS:
+                raise DecisionRefused(f"{record.get('key')} is no longer a "
+                                      f"{' or '.join(DECIDABLE_VERDICTS)} record")
+            record = reread
+        raise DecisionRefused(f"{record.get('key')} kept changing under "
+                              f"{DECIDE_ATTEMPTS} attempts: try again")
 
     # ---------------------------------------------------------------- photos
 

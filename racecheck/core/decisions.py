@@ -101,15 +101,19 @@ def check_decision(record: Mapping[str, Any], action: str) -> None:
         raise DecisionRefused(f"{record.get('key')} already holds {MAX_DECISIONS} decisions")
 
 
-def decision_item_update(key: Mapping[str, str], entry: Mapping[str, Any]) -> dict[str, Any]:
+def decision_item_update(key: Mapping[str, str], entry: Mapping[str, Any], *, seen: int
+                         ) -> dict[str, Any]:
     """UpdateItem arguments appending ``entry`` to the photo's record (results table).
 
-    Conditional on the record being the photo's own flagged record: UpdateItem would
-    otherwise create an item for an unknown key, or decide an index item.
+    Conditional on the record being the photo's own flagged record (UpdateItem would
+    otherwise create an item for an unknown key, or decide an index item) holding exactly
+    the ``seen`` decisions the reviewer read: a concurrent reviewer's entry makes the write
+    fail rather than go unnoticed, and the caller reads again and appends after it
+    (optimistic locking, so no decision is lost whatever the interleaving).
     """
     state = STATE_AFTER[str(entry["action"])]
     names = {"#decisions": "decisions", "#decision": "decision", "#verdict": "verdict"}
-    values: dict[str, Any] = {":entry": [dict(entry)], ":none": [], ":max": MAX_DECISIONS}
+    values: dict[str, Any] = {":entry": [dict(entry)], ":none": []}
     for index, verdict in enumerate(DECIDABLE_VERDICTS):
         values[f":flagged{index}"] = verdict
     expression = "SET #decisions = list_append(if_not_exists(#decisions, :none), :entry)"
@@ -119,11 +123,16 @@ def decision_item_update(key: Mapping[str, str], entry: Mapping[str, Any]) -> di
         expression += ", #decision = :state"
         values[":state"] = state
     flagged = ", ".join(f":flagged{index}" for index in range(len(DECIDABLE_VERDICTS)))
+    if seen:
+        values[":seen"] = seen
+        unchanged = "size(#decisions) = :seen"
+    else:
+        unchanged = "(attribute_not_exists(#decisions) OR size(#decisions) = :zero)"
+        values[":zero"] = 0
     return {
         "Key": to_attribute_values({"photo": key["photo"], "version": key["version"]}),
         "UpdateExpression": expression,
-        "ConditionExpression": f"#verdict IN ({flagged}) AND "
-        "(attribute_not_exists(#decisions) OR size(#decisions) < :max)",
+        "ConditionExpression": f"#verdict IN ({flagged}) AND {unchanged}",
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": to_attribute_values(values),
     }
