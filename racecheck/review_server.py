@@ -323,6 +323,11 @@ def create_app(source: ReviewSource, *, token: str) -> Flask:
             abort(400, "which bib? /runner?bib=NUMBER")
         return pages.runner_view(bib)
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        # Browsers ask for it on every page; an empty answer keeps their consoles clean.
+        return Response(status=204)
+
     @app.get("/images/<name>")
     def image(name: str) -> Response:
         run_dir = getattr(source, "run_dir", None)
