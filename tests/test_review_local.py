@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import json
+import re
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
+from racecheck import review_server
 from racecheck.cli import main
 from racecheck.core.settings import Settings
 from racecheck.local import decisions_file
@@ -80,6 +84,11 @@ def test_a_run_leaves_the_evidence_a_decision_needs_and_alerts_name_the_command(
     # (this copy's alerts name the folder the run wrote them to)
     assert any(f"Review: racecheck review --local {finished_run} --photo 'km 5/b.jpg'"
                in message for message in photo_alerts)
+    (suspect_alert,) = [a["message"] for a in alerts
+                        if a["attributes"]["alert_type"] == "SUSPECT"]
+    assert (f"Review all photos of bib 3631: racecheck review --local {finished_run} --bib 3631"
+            in suspect_alert)
+    assert "  Open: " not in suspect_alert  # a local run's bucket has no console
 
 
 def test_dismiss_then_confirm_moves_the_suspects_list(run: Path) -> None:
@@ -184,6 +193,61 @@ def test_the_server_refuses_other_hosts_and_posts_without_the_token(run: Path) -
     assert done.status_code == 200 and done.json["decision"] == "dismissed"  # type: ignore[index]
     refused = client.post("/api/decisions", json=body, headers={TOKEN_HEADER: "secret"})
     assert refused.status_code == 409 and "already dismissed" in refused.json["error"]  # type: ignore[index]
+
+
+def shown(client: Any, query: str) -> list[str]:
+    page = client.get("/?" + query)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    return sorted(html.unescape(ref) for ref in
+                  re.findall(r'<article class="card[^>]*data-ref="([^"]*)"',
+                             page.get_data(as_text=True)))
+
+
+def test_the_filters_narrow_the_list_by_verdict_reason_bib_time_and_decision(run: Path) -> None:
+    # given the run's two FAIL photos and one PASS, as recorded
+    client = create_app(LocalReview(run), token="t").test_client()
+    records = {r["key"]: r for r in decisions_file.read_results(run)}
+    flagged = ["a.jpg", "km 5/b.jpg"]
+    reason = records["a.jpg"]["reasons"][0]
+    times = sorted(str(records[key]["recorded_at"]) for key in flagged)
+    # then by default the page lists what needs attention, and each filter narrows it
+    assert shown(client, "") == flagged
+    assert shown(client, "verdict=PASS") == ["pass.jpg"]
+    assert shown(client, "verdict=PASS&verdict=FAIL") == [*flagged, "pass.jpg"]
+    assert shown(client, urlencode({"reason": reason})) == flagged
+    assert shown(client, "reason=NO_SUCH_REASON") == []
+    assert shown(client, "bib=3631") == flagged
+    assert shown(client, "bib=9999") == []
+    assert shown(client, urlencode({"since": times[0], "until": times[-1]})) == flagged
+    assert shown(client, "since=2999-01-01T00:00") == []
+    assert shown(client, "until=2000-01-01T00:00") == []
+    assert client.get("/?since=yesterday").status_code == 400
+    # and once a.jpg is dismissed, "undecided only" leaves the other one
+    assert decide(run, "a.jpg", "--dismiss").exit_code == 0
+    assert shown(client, "undecided=1") == ["km 5/b.jpg"]
+
+
+def test_the_server_listens_on_the_loopback_address_only(
+        run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bound: list[str] = []
+
+    class Server:
+        server_port = 8123
+
+        def serve_forever(self) -> None:
+            raise KeyboardInterrupt  # what Ctrl-C does
+
+        def server_close(self) -> None:
+            pass
+
+    def fake_make_server(host: str, port: int, app: Any, threaded: bool) -> Server:
+        bound.append(host)
+        return Server()
+
+    monkeypatch.setattr(review_server, "make_server", fake_make_server)
+    announced: list[str] = []
+    review_server.serve(LocalReview(run), open_browser=False, announce=announced.append)
+    assert bound == ["127.0.0.1"] and announced == ["http://127.0.0.1:8123/"]
 
 
 def test_the_runner_view_lists_every_photo_of_the_bib_with_its_counters(run: Path) -> None:
