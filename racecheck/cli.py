@@ -40,7 +40,8 @@ def main() -> None:
 
     Locally (no AWS account): `racecheck demo`, `racecheck run PHOTOS`.
     On AWS: `cdk deploy`, then `racecheck runners import`, `racecheck photos`,
-    `racecheck suspects`.
+    `racecheck suspects`. Either way, `racecheck review` and `racecheck decide` let a
+    person confirm or dismiss what was flagged.
     """
 
 
