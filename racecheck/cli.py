@@ -766,26 +766,31 @@ def review(local_dir: Path | None, stack_name: str, photo_ref: str | None, bib: 
 
 
 @main.command()
-@click.argument("photo_key")
+@click.argument("photo_key", required=False)
+@click.option("--bib", help="Decide every photo that counts against this runner (a suspect) "
+                            "instead of one photo.")
 @click.option("--confirm", is_flag=True, help="The bib is worn by someone else: confirmed.")
 @click.option("--dismiss", is_flag=True, help="A false alarm: the photo no longer counts.")
 @click.option("--undo", is_flag=True, help="Withdraw the current decision (kept in history).")
 @click.option("--note", default="", help="Why, for the other reviewers.")
 @local_option
 @stack_option
-def decide(photo_key: str, confirm: bool, dismiss: bool, undo: bool, note: str,
-           local_dir: Path | None, stack_name: str) -> None:
+def decide(photo_key: str | None, bib: str | None, confirm: bool, dismiss: bool, undo: bool,
+           note: str, local_dir: Path | None, stack_name: str) -> None:
     """Record a decision on a flagged photo; the machine's verdict is kept as it was.
 
     PHOTO_KEY is the photo's key in a local run, or its S3 key or s3://BUCKET/KEY on AWS.
     Every decision is kept with who made it and when; a dismissed photo no longer counts
-    against its runner, a confirmed one marks the runner confirmed.
+    against its runner, a confirmed one marks the runner confirmed. With --bib instead of
+    PHOTO_KEY, every photo that counts against that runner takes the decision.
 
     Example:
 
         racecheck decide 'km 30/IMG_0412.jpg' --dismiss --local racecheck-out
 
         racecheck decide s3://my-ingest-bucket/km5/IMG_9.jpg --confirm --note "swap"
+
+        racecheck decide --bib 3631 --dismiss --note "runner wears a jacket over the bib"
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -796,7 +801,16 @@ def decide(photo_key: str, confirm: bool, dismiss: bool, undo: bool, note: str,
                                        ("undo", undo)) if given]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --confirm, --dismiss or --undo")
+    if (photo_key is None) == (bib is None):
+        raise click.UsageError("give either PHOTO_KEY or --bib")
     source = _review_source(local_dir, stack_name)
+    if bib is not None:
+        try:
+            _decide_for_runner(source, bib.strip(), chosen[0], note)
+        except (BotoCoreError, ClientError) as error:
+            _aws_error(error)
+        return
+    assert photo_key is not None
     try:
         record = source.decide(photo_key, chosen[0], note)
     except UnknownPhoto as error:
@@ -815,3 +829,25 @@ def decide(photo_key: str, confirm: bool, dismiss: bool, undo: bool, note: str,
     click.echo(f"{record.get('key')}: {done} by {entry['by']} at {entry['at']} (verdict "
                f"{record.get('verdict')} kept; {len(record['decisions'])} decision(s) in its "
                "history)")
+
+
+def _decide_for_runner(source: Any, bib: str, action: str, note: str) -> None:
+    """`racecheck decide --bib`: one decision on each photo that counts against the runner."""
+    from racecheck.review_sources import decide_runner
+
+    runner = source.runner(bib)
+    if runner.evidence is None and not runner.photos:
+        raise click.BadParameter(f"no photo and no evidence for bib {bib} in {source.where}",
+                                 param_hint="--bib")
+    outcome = decide_runner(source, bib, action, note)
+    state = {"confirm": "confirmed", "dismiss": "dismissed", "undo": "undecided"}[action]
+    for ref in outcome["decided"]:
+        click.echo(f"{ref}: {state} by {source.reviewer}")
+    for skipped in outcome["skipped"]:
+        click.echo(f"racecheck: {skipped['ref']}: {skipped['why']}", err=True)
+    # On AWS the evidence follows through the results stream, seconds later.
+    status = (source.runner(bib).evidence or {}).get("status") if source.local else None
+    click.echo(f"bib {bib}: {len(outcome['decided'])} photo(s) decided"
+               + ("" if outcome["decided"] else
+                  f" (no photo counts against the runner, or all are {state} already)")
+               + (f"; runner status {status}" if status else ""))

@@ -46,6 +46,7 @@ from racecheck.review_sources import (
     Filters,
     ReviewSource,
     UnknownPhoto,
+    decide_runner,
     normalize_time,
 )
 
@@ -244,26 +245,6 @@ class ReviewPages:
         return self.page(title=f"racecheck review: bib {bib}",
                          body=head + f'<main id="cards">{cards}</main>',
                          filters=Filters(bib=bib, verdicts=VERDICT_ORDER))
-
-
-def decide_runner(source: ReviewSource, bib: str, action: str, note: str
-                  ) -> dict[str, Any]:
-    """One decision on each of the runner's photos that counted against them."""
-    decided, skipped = [], []
-    target = STATE_AFTER[action]
-    for record in source.runner(bib).photos:
-        counted = any(str(entry.get("bib")) == bib and entry.get("outcome") == "inconsistent"
-                      for entry in record.get("evidence") or [])
-        if (not counted or str(record.get("verdict")) not in DECIDABLE_VERDICTS
-                or current_state(record.get("decisions")) == target):
-            continue
-        ref = source.ref_of(record)
-        try:
-            source.decide(ref, action, note)
-            decided.append(ref)
-        except DecisionRefused as error:
-            skipped.append({"ref": ref, "why": str(error)})
-    return {"bib": bib, "decided": decided, "skipped": skipped}
 
 
 def create_app(source: ReviewSource, *, token: str) -> Flask:

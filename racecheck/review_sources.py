@@ -22,6 +22,7 @@ from typing import IO, Any, Protocol
 
 from racecheck.core.decisions import (
     DECIDABLE_VERDICTS,
+    STATE_AFTER,
     DecisionRefused,
     check_decision,
     current_state,
@@ -46,7 +47,7 @@ BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem's keys per request
 DECIDE_ATTEMPTS = 5  # optimistic writes of one decision while others land on the photo
 
 __all__ = ["AwsReview", "DecisionRefused", "Filters", "LocalReview", "ReviewSource",
-           "UnknownPhoto", "utc_now"]
+           "UnknownPhoto", "decide_runner", "utc_now"]
 
 
 def utc_now() -> str:
@@ -362,3 +363,23 @@ class AwsReview:
 
     def ref_of(self, record: Mapping[str, Any]) -> str:
         return str(record.get("photo") or f"{record.get('bucket')}/{record.get('key')}")
+
+
+def decide_runner(source: ReviewSource, bib: str, action: str, note: str
+                  ) -> dict[str, Any]:
+    """One decision on each of the runner's photos that counted against them."""
+    decided, skipped = [], []
+    target = STATE_AFTER[action]
+    for record in source.runner(bib).photos:
+        counted = any(str(entry.get("bib")) == bib and entry.get("outcome") == "inconsistent"
+                      for entry in record.get("evidence") or [])
+        if (not counted or str(record.get("verdict")) not in DECIDABLE_VERDICTS
+                or current_state(record.get("decisions")) == target):
+            continue
+        ref = source.ref_of(record)
+        try:
+            source.decide(ref, action, note)
+            decided.append(ref)
+        except DecisionRefused as error:
+            skipped.append({"ref": ref, "why": str(error)})
+    return {"bib": bib, "decided": decided, "skipped": skipped}

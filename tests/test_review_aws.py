@@ -250,6 +250,20 @@ def test_decide_on_aws_records_and_explains_refusals(stack: tuple[LocalStack, An
 
 
 @pytest.mark.usefixtures("outputs")
+def test_decide_by_bib_on_aws_dismisses_each_photo_and_the_runner_is_cleared(
+        stack: tuple[LocalStack, Any]) -> None:
+    running, _ = stack
+    done = CliRunner().invoke(main, ["decide", "--bib", BIB, "--dismiss", "--note", "jacket"])
+    assert done.exit_code == 0, done.output
+    assert done.output.count(": dismissed by arn:aws:") == 2
+    assert f"bib {BIB}: 2 photo(s) decided" in done.output
+    assert settle(running) == []  # cleared quietly
+    runner = evidence(running)
+    assert (runner["inconsistent"], len(runner["dismissed_photos"])) == (0, 2)
+    assert runner.get("cleared_at")
+
+
+@pytest.mark.usefixtures("outputs")
 def test_export_writes_a_static_page_with_the_photos_copied_from_s3(tmp_path: Path) -> None:
     page = tmp_path / "share" / "bib.html"
     result = CliRunner().invoke(main, ["review", "--bib", BIB, "--export", str(page)])

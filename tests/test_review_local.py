@@ -136,6 +136,38 @@ def test_a_repeat_decision_records_nothing_and_says_who_decided(run: Path) -> No
     assert len((run / "decisions.jsonl").read_text(encoding="utf-8").splitlines()) == 1
 
 
+def test_deciding_a_suspect_by_bib_decides_each_photo_that_counts_against_them(
+        run: Path) -> None:
+    # when both of Ana's inconsistent photos are dismissed at once
+    done = decide(run, "--bib", "3631", "--dismiss", "--note", "bib on a jacket")
+    assert done.exit_code == 0, done.output
+    assert "a.jpg: dismissed by " in done.output and "km 5/b.jpg: dismissed by " in done.output
+    assert "bib 3631: 2 photo(s) decided; runner status cleared" in done.output
+    # then both are in the log with the note, and the runner counts nothing against her
+    lines = [json.loads(line) for line in
+             (run / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted((line["key"], line["action"], line["note"]) for line in lines) == [
+        ("a.jpg", "dismiss", "bib on a jacket"), ("km 5/b.jpg", "dismiss", "bib on a jacket")]
+    (row,) = suspect_rows(run)
+    assert (row["status"], row["inconsistent"], row["dismissed"]) == ("cleared", 0, 2)
+    # and again: nothing left to dismiss, nothing recorded
+    again = decide(run, "--bib", "3631", "--dismiss")
+    assert again.exit_code == 0 and "0 photo(s) decided (no photo counts" in again.output
+    assert len((run / "decisions.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--bib", "9999", "--dismiss"], "Invalid value for --bib: no photo and no evidence for "
+                                     "bib 9999"),
+    (["a.jpg", "--bib", "3631", "--dismiss"], "give either PHOTO_KEY or --bib"),
+    (["--dismiss"], "give either PHOTO_KEY or --bib"),
+])
+def test_decide_by_bib_usage_errors_exit_2(run: Path, arguments: list[str], message: str) -> None:
+    result = decide(run, *arguments)
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert not (run / "decisions.jsonl").exists()
+
+
 def test_a_folder_that_is_no_run_is_one_clear_line(tmp_path: Path) -> None:
     result = decide(tmp_path, "a.jpg", "--dismiss")
     assert result.exit_code == 1
