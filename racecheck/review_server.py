@@ -43,6 +43,7 @@ from racecheck.review import _CSS, PHOTOS_DIR_NAME, VERDICT_HELP, VERDICT_ORDER,
 from racecheck.review import render_suspects as render_suspects_panel
 from racecheck.review_sources import (
     ATTENTION,
+    MAX_PHOTOS,
     Filters,
     ReviewSource,
     UnknownPhoto,
@@ -197,7 +198,10 @@ class ReviewPages:
         cards = "".join(self.card(record) for record in records)
         body = (self.suspects(self.source.suspects())
                 + f'<p class="legend" id="shown-count">{len(records)} photo(s): '
-                f"{_e(described)}</p>"
+                f"{_e(described)}"
+                + (" (the first ones only, worst verdict and newest first: narrow the "
+                   "filters to see the others)" if len(records) >= MAX_PHOTOS else "")
+                + "</p>"
                 + f'<main id="cards">{cards}</main>'
                 + ("" if records else '<p class="empty">No photo matches these filters.</p>'))
         return self.page(title=f"racecheck review: {len(records)} photo(s)", body=body,
@@ -268,7 +272,9 @@ def create_app(source: ReviewSource, *, token: str) -> Flask:
     @app.after_request
     def protect(response: Response) -> Response:
         nonce = getattr(g, "nonce", "")
-        images = "'self'" if source.local else "'self' https://*.amazonaws.com"
+        # Presigned URLs name the bucket's S3 endpoint (China's partition has its own domain).
+        images = ("'self'" if source.local
+                  else "'self' https://*.amazonaws.com https://*.amazonaws.com.cn")
         response.headers["Content-Security-Policy"] = (
             f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; "
             f"script-src 'nonce-{nonce}'; connect-src 'self'; form-action 'self'; "

@@ -259,6 +259,14 @@ def test_the_filters_narrow_the_list_by_verdict_reason_bib_time_and_decision(run
     assert shown(client, "undecided=1") == ["km 5/b.jpg"]
 
 
+def test_a_list_cut_at_its_limit_says_so(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = create_app(LocalReview(run), token="t").test_client()
+    assert "the first ones only" not in client.get("/").get_data(as_text=True)
+    # when the limit is the number of flagged photos, the page may not show them all
+    monkeypatch.setattr(review_server, "MAX_PHOTOS", 2)
+    assert "the first ones only" in client.get("/").get_data(as_text=True)
+
+
 def test_the_server_listens_on_the_loopback_address_only(
         run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bound: list[str] = []
