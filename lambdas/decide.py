@@ -15,6 +15,7 @@ from lambdas.shared import dynamodb, logger, metrics, required_env, settings, tr
 from racecheck.core.aws_errors import transient_errors_renamed
 from racecheck.core.photo_timing import PHOTO_POINTS_ENV_VAR, PhotoPoints, photo_time
 from racecheck.core.records import build_record, to_attribute_values
+from racecheck.core.review_links import ReviewLinks
 from racecheck.core.rules import PhotoTiming, decide_photo, numbers_to_look_up
 from racecheck.core.runners_store import load_number_lengths, load_runners
 from racecheck.core.timing_store import load_timing
@@ -77,7 +78,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         photo=photo, decision=decision, image=image, moderation=moderation, text=text,
         faces=faces, settings=settings(),
         recorded_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        execution=event.get("execution", ""),
+        execution=event.get("execution", ""), review_links=ReviewLinks.from_env(),
     )
     # This result replaces the workflow's state (ResultPath "$"): the event, for the error
     # path, and the record; the step results it was built from are not carried twice.

@@ -15,6 +15,7 @@ from racecheck.core.digest import (
     last_instant_before,
 )
 from racecheck.core.records import from_attribute_values
+from racecheck.core.review_links import ReviewLinks
 from racecheck.core.rules import REVIEW
 
 
@@ -49,7 +50,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         event["time"], minutes=settings().review_digest_minutes)
     records = query_reviews(dynamodb(), table_name=required_env("RESULTS_TABLE_NAME"),
                             first=window_start, last=last_instant_before(window_end))
-    digest = compose_digest(records, window_start=window_start, window_end=window_end)
+    digest = compose_digest(records, window_start=window_start, window_end=window_end,
+                            review_links=ReviewLinks.from_env())
     summary: dict[str, Any] = {"window_start": window_start, "window_end": window_end,
                                "count": len(records), "published": digest is not None}
     metrics.add_metric(name="ReviewDigestPhotos", unit=MetricUnit.Count, value=len(records))

@@ -21,7 +21,12 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.shared import dynamodb, logger, metrics, required_env, sns, tracer
-from racecheck.core.follow_up import follow_up_photo, photo_record_to_follow
+from racecheck.core.follow_up import (
+    decision_change_to_follow,
+    follow_up_decision,
+    follow_up_photo,
+    photo_record_to_follow,
+)
 
 # Failed records are reported back (ReportBatchItemFailures), even when all of them failed:
 # a raised error would count as a function error and tell nothing more.
@@ -30,6 +35,14 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams,
 
 
 def _follow_up(record: DynamoDBRecord) -> None:
+    decided = decision_change_to_follow(record.raw_event)
+    if decided is not None:
+        decided_photo, old, new = decided
+        runners = follow_up_decision(decided_photo, old, new, dynamodb=dynamodb(),
+                                     evidence_table=required_env("EVIDENCE_TABLE_NAME"))
+        metrics.add_metric(name="ReviewDecisions", unit=MetricUnit.Count, value=1)
+        logger.info("decision followed up", extra={"old": old, "new": new, "runners": runners})
+        return
     photo = photo_record_to_follow(record.raw_event)
     if photo is None:
         return

@@ -1,7 +1,8 @@
 """Evidence-table stream: alerts a runner once when their photos cross the suspect threshold.
 
 One runner's records arrive in order, one batch at a time, so however many photos push a
-runner over the threshold at once, the alert is published once and then marked sent.
+runner over the threshold at once, the alert is published once and then marked sent. A
+runner cleared by reviewers is alerted again only on new evidence (racecheck.core.follow_up).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.shared import dynamodb, logger, metrics, required_env, settings, sns, tracer
-from racecheck.core.follow_up import alert_suspect, evidence_to_judge
+from racecheck.core.follow_up import ALERT, ALERT_AGAIN, alert_suspect, evidence_to_judge
+from racecheck.core.review_links import ReviewLinks
 
 # Failed records are reported back (ReportBatchItemFailures), even when all of them failed:
 # a raised error would count as a function error and tell nothing more.
@@ -33,11 +35,14 @@ def _judge(record: DynamoDBRecord) -> None:
     evidence = evidence_to_judge(record.raw_event)
     if evidence is None:
         return
-    if alert_suspect(evidence, dynamodb=dynamodb(), sns=sns(),
-                     evidence_table=required_env("EVIDENCE_TABLE_NAME"),
-                     topic_arn=required_env("ALERT_TOPIC_ARN"), settings=settings()):
+    action = alert_suspect(evidence, dynamodb=dynamodb(), sns=sns(),
+                           evidence_table=required_env("EVIDENCE_TABLE_NAME"),
+                           topic_arn=required_env("ALERT_TOPIC_ARN"), settings=settings(),
+                           review_links=ReviewLinks.from_env())
+    if action in (ALERT, ALERT_AGAIN):
         metrics.add_metric(name="SuspectAlertsSent", unit=MetricUnit.Count, value=1)
-        logger.info("suspect alert sent", extra={"bib": evidence.get("bib")})
+    if action:
+        logger.info("suspect " + action, extra={"bib": evidence.get("bib")})
 
 
 @logger.inject_lambda_context

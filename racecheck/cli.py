@@ -41,7 +41,8 @@ def main() -> None:
 
     Locally (no AWS account): `racecheck demo`, `racecheck run PHOTOS`.
     On AWS: `cdk deploy`, then `racecheck runners import`, `racecheck photos`,
-    `racecheck suspects`.
+    `racecheck suspects`. Either way, `racecheck review` and `racecheck decide` let a
+    person confirm or dismiss what was flagged.
     """
 
 
@@ -749,6 +750,10 @@ def photos(bib: str, local_dir: Path | None, stack_name: str, table: str | None,
     _emit(rows, ["key", "verdict", "outcome", "reasons", "recorded_at"], output_format)
 
 
+SUSPECT_COLUMNS = ["bib", "status", "inconsistent", "consistent", "dismissed", "confirmed",
+                   "photos_seen", "alerted_at", "photos"]
+
+
 @main.command()
 @local_option
 @stack_option
@@ -756,31 +761,30 @@ def photos(bib: str, local_dir: Path | None, stack_name: str, table: str | None,
 @format_option
 def suspects(local_dir: Path | None, stack_name: str, table: str | None,
              output_format: str) -> None:
-    """List runners under suspicion, with the evidence across their photos.
+    """List runners under suspicion, with the evidence across their photos and the decisions.
+
+    Status: suspect (alerted, over the threshold), cleared (alerted, then reviewers'
+    dismissals took the runner below it) or confirmed (a reviewer confirmed a photo).
 
     Example:
 
         racecheck suspects --local racecheck-out --format csv
     """
+    from racecheck.local.decisions_file import LocalRunError, suspects_of_run
+
     if local_dir is not None:
-        path = local_dir / "suspects.json"
-        if not path.is_file():
-            fail(f"{path} not found: run `racecheck run ... --out {local_dir}` first")
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            rows = suspects_of_run(local_dir)
+        except LocalRunError as error:
+            fail(str(error))
     else:
         import boto3
 
-        from racecheck.core.records import from_attribute_values
+        from racecheck.review_sources import aws_suspects
 
-        table_name = _table_name(table, stack_name, "EvidenceTableName")
-        paginator = boto3.client("dynamodb").get_paginator("scan")
-        rows = [from_attribute_values(item)
-                for page in paginator.paginate(
-                    TableName=table_name, FilterExpression="alerted = :yes",
-                    ExpressionAttributeValues={":yes": {"BOOL": True}})
-                for item in page["Items"]]
-    _emit(rows, ["bib", "inconsistent", "consistent", "photos_seen", "alerted_at", "photos"],
-          output_format)
+        rows = aws_suspects(boto3.client("dynamodb"), settings=_settings(),
+                            table=_table_name(table, stack_name, "EvidenceTableName"))
+    _emit(rows, SUSPECT_COLUMNS, output_format)
 
 
 def _output(outputs: dict[str, str], key: str, stack_name: str) -> str:
@@ -850,3 +854,203 @@ def redrive(errors: bool, follow_ups: bool, dry_run: bool, stack_name: str) -> N
             queue_arn=_output(outputs, "PhotoQueueArn", stack_name))
         click.echo(f"moving the dead-lettered photos back to the ingest queue (task {task})")
 
+
+
+# ---------------------------------------------------------------------------- review
+
+
+def _review_source(local_dir: Path | None, stack_name: str) -> Any:
+    """The local run, or the deployed stack's tables with the caller's credentials."""
+    from racecheck.local.decisions_file import LocalRunError
+    from racecheck.review_sources import AwsReview, LocalReview
+
+    if local_dir is not None:
+        try:
+            return LocalReview(local_dir)
+        except LocalRunError as error:
+            fail(str(error))
+    outputs = _stack_outputs(stack_name)
+    return AwsReview(results_table=_output(outputs, "ResultsTableName", stack_name),
+                     evidence_table=_output(outputs, "EvidenceTableName", stack_name),
+                     bucket=_output(outputs, "IngestBucketName", stack_name),
+                     settings=_settings())
+
+
+def _review_filters(verdicts: Sequence[str], reason: str | None, bib: str | None,
+                    since: str | None, until: str | None, undecided: bool) -> Any:
+    from racecheck.review_sources import ATTENTION, Filters, normalize_time
+
+    try:
+        window = normalize_time(since), normalize_time(until)
+    except ValueError as error:
+        raise click.BadParameter(f"{error} (expected e.g. 2026-11-22T08:00)",
+                                 param_hint="--since/--until") from error
+    return Filters(verdicts=tuple(verdicts) or ATTENTION, reason=reason, bib=bib,
+                   since=window[0], until=window[1], undecided=undecided)
+
+
+def _export_review(source: Any, filters: Any, export: Path) -> Path:
+    from racecheck.review import write_review_page
+
+    records = source.photos(filters)
+    return Path(write_review_page(records, out_dir=export.parent, page_name=export.name,
+                                  suspects=source.suspects(), photo_source=source.image_file))
+
+
+def _review_path(photo_ref: str | None, bib: str | None, filters: Any) -> str:
+    from urllib.parse import urlencode
+
+    if photo_ref:
+        return "/photo?" + urlencode({"ref": photo_ref})
+    if bib:
+        return "/runner?" + urlencode({"bib": bib})
+    query = [("verdict", verdict) for verdict in filters.verdicts]
+    query += [(name, value) for name, value in (
+        ("reason", filters.reason), ("since", filters.since), ("until", filters.until))
+        if value]
+    if filters.undecided:
+        query.append(("undecided", "1"))
+    return "/?" + urlencode(query)
+
+
+@main.command()
+@local_option
+@stack_option
+@click.option("--photo", "photo_ref",
+              help="Open this photo: its key (local) or s3://BUCKET/KEY, as alerts print it.")
+@click.option("--bib", help="Open this runner: every photo of the bib, evidence, decisions.")
+@click.option("--verdict", "verdicts", multiple=True,
+              type=click.Choice(["FAIL", "REVIEW", "ERROR", "REJECTED", "PASS"]),
+              help="Only these verdicts (repeatable; default: all but PASS).")
+@click.option("--reason", help="Only photos with this reason code, e.g. GENDER_MISMATCH.")
+@click.option("--since", help="Only photos recorded from this time (ISO, UTC).")
+@click.option("--until", help="Only photos recorded up to this time (ISO, UTC).")
+@click.option("--undecided", is_flag=True, help="Only photos nobody has decided yet.")
+@click.option("--export", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the static page to this file (photos/ beside it) instead of "
+                   "serving; decisions are shown, not taken.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default="any free port",
+              help="Port on 127.0.0.1.")
+@click.option("--no-browser", is_flag=True, help="Print the address; do not open a browser.")
+def review(local_dir: Path | None, stack_name: str, photo_ref: str | None, bib: str | None,
+           verdicts: tuple[str, ...], reason: str | None, since: str | None,
+           until: str | None, undecided: bool, export: Path | None, port: int,
+           no_browser: bool) -> None:
+    """Review flagged photos in the browser and Confirm or Dismiss them.
+
+    Serves the review page on 127.0.0.1 only, until Ctrl-C: from a local run (--local) or
+    from the deployed stack's tables, with photos through presigned URLs that expire after
+    15 minutes. Decisions are recorded as you (your AWS identity, or your local user name).
+
+    Example:
+
+        racecheck review --local racecheck-out --undecided
+
+        racecheck review --photo 's3://my-ingest-bucket/km 30/IMG_0412.jpg'
+
+        racecheck review --bib 3631 --export bib-3631.html
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from racecheck.review_server import serve
+
+    filters = _review_filters(verdicts, reason, bib, since, until, undecided)
+    source = _review_source(local_dir, stack_name)
+    try:
+        if export is not None:
+            page = _export_review(source, filters, export)
+            click.echo(f"Review page: {page}")
+            return
+        click.echo(f"Reviewing {source.where} as {source.reviewer}; Ctrl-C stops the page.")
+        serve(source, port=port, open_path=_review_path(photo_ref, bib, filters),
+              open_browser=not no_browser, announce=lambda url: click.echo(f"Open {url}"))
+    except (BotoCoreError, ClientError) as error:
+        _aws_error(error)
+
+
+@main.command()
+@click.argument("photo_key", required=False)
+@click.option("--bib", help="Decide every photo that counts against this runner (a suspect) "
+                            "instead of one photo.")
+@click.option("--confirm", is_flag=True, help="The bib is worn by someone else: confirmed.")
+@click.option("--dismiss", is_flag=True, help="A false alarm: the photo no longer counts.")
+@click.option("--undo", is_flag=True, help="Withdraw the current decision (kept in history).")
+@click.option("--note", default="", help="Why, for the other reviewers.")
+@local_option
+@stack_option
+def decide(photo_key: str | None, bib: str | None, confirm: bool, dismiss: bool, undo: bool,
+           note: str, local_dir: Path | None, stack_name: str) -> None:
+    """Record a decision on a flagged photo; the machine's verdict is kept as it was.
+
+    PHOTO_KEY is the photo's key in a local run, or its S3 key or s3://BUCKET/KEY on AWS.
+    Every decision is kept with who made it and when; a dismissed photo no longer counts
+    against its runner, a confirmed one marks the runner confirmed. With --bib instead of
+    PHOTO_KEY, every photo that counts against that runner takes the decision.
+
+    Example:
+
+        racecheck decide 'km 30/IMG_0412.jpg' --dismiss --local racecheck-out
+
+        racecheck decide s3://my-ingest-bucket/km5/IMG_9.jpg --confirm --note "swap"
+
+        racecheck decide --bib 3631 --dismiss --note "runner wears a jacket over the bib"
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from racecheck.core.decisions import AlreadyDecided, DecisionRefused, NotFlagged
+    from racecheck.review_sources import UnknownPhoto
+
+    chosen = [name for name, given in (("confirm", confirm), ("dismiss", dismiss),
+                                       ("undo", undo)) if given]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --confirm, --dismiss or --undo")
+    if (photo_key is None) == (bib is None):
+        raise click.UsageError("give either PHOTO_KEY or --bib")
+    source = _review_source(local_dir, stack_name)
+    if bib is not None:
+        try:
+            _decide_for_runner(source, bib.strip(), chosen[0], note)
+        except (BotoCoreError, ClientError) as error:
+            _aws_error(error)
+        return
+    assert photo_key is not None
+    try:
+        record = source.decide(photo_key, chosen[0], note)
+    except UnknownPhoto as error:
+        raise click.BadParameter(str(error), param_hint="PHOTO_KEY") from error
+    except NotFlagged as error:
+        raise click.BadParameter(str(error), param_hint="PHOTO_KEY") from error
+    except AlreadyDecided as error:
+        click.echo(f"racecheck: {error}", err=True)
+        return
+    except DecisionRefused as error:
+        fail(str(error))
+    except (BotoCoreError, ClientError) as error:
+        _aws_error(error)
+    entry = record["decisions"][-1]
+    done = record.get("decision") or "decision withdrawn (undecided)"
+    click.echo(f"{record.get('key')}: {done} by {entry['by']} at {entry['at']} (verdict "
+               f"{record.get('verdict')} kept; {len(record['decisions'])} decision(s) in its "
+               "history)")
+
+
+def _decide_for_runner(source: Any, bib: str, action: str, note: str) -> None:
+    """`racecheck decide --bib`: one decision on each photo that counts against the runner."""
+    from racecheck.review_sources import decide_runner
+
+    runner = source.runner(bib)
+    if runner.evidence is None and not runner.photos:
+        raise click.BadParameter(f"no photo and no evidence for bib {bib} in {source.where}",
+                                 param_hint="--bib")
+    outcome = decide_runner(source, bib, action, note)
+    state = {"confirm": "confirmed", "dismiss": "dismissed", "undo": "undecided"}[action]
+    for ref in outcome["decided"]:
+        click.echo(f"{ref}: {state} by {source.reviewer}")
+    for skipped in outcome["skipped"]:
+        click.echo(f"racecheck: {skipped['ref']}: {skipped['why']}", err=True)
+    # On AWS the evidence follows through the results stream, seconds later.
+    status = (source.runner(bib).evidence or {}).get("status") if source.local else None
+    click.echo(f"bib {bib}: {len(outcome['decided'])} photo(s) decided"
+               + ("" if outcome["decided"] else
+                  f" (no photo counts against the runner, or all are {state} already)")
+               + (f"; runner status {status}" if status else ""))

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import html
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image, ImageOps
 
+from racecheck.core.decisions import current_state
 from racecheck.core.rules import (
     AGE_OUTSIDE_CATEGORY,
     AGE_UNKNOWN,
@@ -52,23 +53,42 @@ UNLINKED_BIB_COLOUR = "#ffffff"
 NEAR_MISS_COLOUR = "#eceff1"
 
 
-def write_review_page(records: list[dict[str, Any]], *, photos_root: Path, out_dir: Path,
-                      suspects: Sequence[Mapping[str, Any]] = ()) -> Path:
-    """Write `out_dir/review.html` (+ thumbnails in `out_dir/photos/`) and return its path."""
+# What a thumbnail is made from: a path or an open binary file; None when there is none.
+PhotoSource = Callable[[Mapping[str, Any]], "Path | IO[bytes] | None"]
+
+
+def write_review_page(records: list[dict[str, Any]], *, photos_root: Path | None = None,
+                      out_dir: Path, suspects: Sequence[Mapping[str, Any]] = (),
+                      page_name: str = PAGE_NAME,
+                      photo_source: PhotoSource | None = None) -> Path:
+    """Write `out_dir/<page_name>` (+ thumbnails in `out_dir/photos/`) and return its path.
+
+    Each photo comes from ``photos_root / key``, or from ``photo_source(record)`` when
+    given (an exported page takes them from S3 or from a run's thumbnails).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     photos_dir = out_dir / PHOTOS_DIR_NAME
     photos_dir.mkdir(exist_ok=True)
     ordered = sorted(records, key=_card_sort_key)
     cards = []
-    for index, record in enumerate(ordered):
+    for record in ordered:
         key = str(record.get("key", ""))
-        thumbnail = _write_thumbnail(photos_root, key, photos_dir, index)
+        if photo_source is not None:
+            source = photo_source(record)
+        else:
+            source = photos_root / key if photos_root is not None and key else None
+        thumbnail = _write_thumbnail(source, key, photos_dir)
         image_src = f"{PHOTOS_DIR_NAME}/{thumbnail}" if thumbnail else None
         cards.append(render_card(record, image_src=image_src))
     page = render_page(records, cards, suspects=suspects)
-    page_path = out_dir / PAGE_NAME
+    page_path = out_dir / page_name
     page_path.write_text(page, encoding="utf-8")
     return page_path
+
+
+def thumbnail_name(key: str) -> str:
+    """The thumbnail's file name: from the key alone, so a server can find it again."""
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:20] + ".jpg"
 
 
 def verdict_of(record: Mapping[str, Any]) -> str:
@@ -84,13 +104,12 @@ def _card_sort_key(record: Mapping[str, Any]) -> tuple[int, str]:
     return VERDICT_ORDER.index(verdict_of(record)), str(record.get("key", ""))
 
 
-def _write_thumbnail(photos_root: Path, key: str, photos_dir: Path, index: int) -> str | None:
+def _write_thumbnail(source: Path | IO[bytes] | None, key: str, photos_dir: Path
+                     ) -> str | None:
     """Copy a downscaled JPEG of the photo; None when there is nothing Pillow can show."""
-    source = photos_root / key
-    if not key or not source.is_file():
+    if source is None or (isinstance(source, Path) and not source.is_file()):
         return None
-    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    name = f"{index:04d}-{digest}.jpg"
+    name = thumbnail_name(key)
     try:
         with Image.open(source) as opened:
             opened.draft("RGB", (THUMBNAIL_LONG_SIDE, THUMBNAIL_LONG_SIDE))
@@ -393,7 +412,35 @@ def _details(record: Mapping[str, Any]) -> str:
     return f'<details class="more"><summary>Details</summary><dl>{"".join(rows)}</dl></details>'
 
 
-def render_card(record: Mapping[str, Any], *, image_src: str | None) -> str:
+ACTION_WORDS = {"confirm": "Confirmed", "dismiss": "Dismissed", "undo": "Undid the decision"}
+STATE_WORDS = {"confirmed": "Confirmed by a reviewer", "dismissed": "Dismissed by a reviewer"}
+
+
+def decision_state(record: Mapping[str, Any]) -> str | None:
+    return current_state(_as_list(record.get("decisions")))
+
+
+def render_decisions(record: Mapping[str, Any]) -> str:
+    """The photo's decisions, oldest first: who, when, and their note."""
+    decisions = [_as_dict(entry) for entry in _as_list(record.get("decisions"))]
+    if not decisions:
+        return ""
+    items = "".join(
+        f'<li><b>{_e(ACTION_WORDS.get(str(entry.get("action")), entry.get("action")))}</b> '
+        f'by <span class="who">{_e(entry.get("by", "?"))}</span> '
+        f'<time>{_e(entry.get("at", ""))}</time>'
+        + (f'<q class="note">{_e(entry["note"])}</q>' if entry.get("note") else "")
+        + "</li>"
+        for entry in decisions)
+    return f'<ol class="history" aria-label="Decisions, oldest first">{items}</ol>'
+
+
+def render_card(record: Mapping[str, Any], *, image_src: str | None, controls: str = "",
+                ref: str | None = None, visible: bool | None = None) -> str:
+    """One photo's card; ``controls`` (the review server's buttons) go under its evidence.
+
+    PASS cards start hidden (the static page's filters show them) unless ``visible``.
+    """
     verdict = verdict_of(record)
     key = str(record.get("key", ""))
     reasons = _as_list(record.get("reasons"))
@@ -428,23 +475,36 @@ def render_card(record: Mapping[str, Any], *, image_src: str | None) -> str:
     error_html = f'<p class="error">{_e(error)}</p>' if error else ""
     summary = record.get("summary")
     summary_html = f'<p class="summary">{_e(summary)}</p>' if summary else ""
-    hidden = "" if verdict in ATTENTION_VERDICTS else " hidden"
+    shown = verdict in ATTENTION_VERDICTS if visible is None else visible
+    hidden = "" if shown else " hidden"
+    state = decision_state(record)
+    badge = (f'<span class="decided d-{state}" title="{_e(STATE_WORDS[state])}">'
+             f"{_e(state.capitalize())}</span>" if state else "")
+    decisions = render_decisions(record)
     return (
         f'<article class="card v-{verdict.lower()}" data-verdict="{verdict}" '
-        f'data-search="{_e(search_text.lower())}"{hidden}>'
+        f'data-search="{_e(search_text.lower())}" data-decision="{_e(state or "")}" '
+        f'data-ref="{_e(ref if ref is not None else key)}"{hidden}>'
         f'<header><span class="verdict" title="{_e(VERDICT_HELP[verdict])}">{verdict}</span>'
-        f'<h2 class="key" title="{_e(key)}">{_e(key) or "<em>no key</em>"}</h2></header>'
+        f'<h2 class="key" title="{_e(key)}">{_e(key) or "<em>no key</em>"}</h2>{badge}</header>'
         f"{summary_html}"
         + (f'<div class="reasons">{_reason_badges(reasons)}</div>' if reasons else "")
         + f"{error_html}{figure}"
         + (f'<div class="links-list">{comparisons}</div>' if comparisons else "")
+        + (f'<section class="decision">{decisions}{controls}</section>'
+           if decisions or controls else "")
         + _details(record)
         + "</article>"
     )
 
 
-def render_suspects(suspects: Sequence[Mapping[str, Any]]) -> str:
-    """Runners whose photos keep disagreeing with their registration: the strongest signal."""
+def render_suspects(suspects: Sequence[Mapping[str, Any]], *,
+                    runner_href: Callable[[str], str] | None = None,
+                    runner_controls: Callable[[Mapping[str, Any]], str] | None = None) -> str:
+    """Runners whose photos keep disagreeing with their registration: the strongest signal.
+
+    The review server links each bib to its runner view and adds the runner's buttons.
+    """
     if not suspects:
         return ""
     rows = []
@@ -453,16 +513,27 @@ def render_suspects(suspects: Sequence[Mapping[str, Any]]) -> str:
             f'<a href="#" class="photo-link" data-key="{_e(str(photo).split("/", 1)[-1])}">'
             f"{_e(str(photo).split('/', 1)[-1])}</a>"
             for photo in _as_list(suspect.get("photos")))
+        bib = str(suspect.get("bib", ""))
+        bib_html = (f'<a href="{_e(runner_href(bib))}">#{_e(bib)}</a>' if runner_href
+                    else f"#{_e(bib)}")
+        status = str(suspect.get("status") or "")
         rows.append(
-            f'<tr><td class="bib">#{_e(suspect.get("bib", ""))}</td>'
+            f'<tr data-bib="{_e(bib)}" data-status="{_e(status)}"><td class="bib">{bib_html}</td>'
+            f'<td><span class="status s-{_e(status)}">{_e(status)}</span></td>'
             f'<td>{_e(suspect.get("inconsistent", 0))}</td>'
-            f'<td>{_e(suspect.get("consistent", 0))}</td><td>{photos}</td></tr>')
+            f'<td>{_e(suspect.get("consistent", 0))}</td>'
+            f'<td>{_e(len(_as_list(suspect.get("dismissed_photos"))))}</td>'
+            f'<td>{_e(len(_as_list(suspect.get("confirmed_photos"))))}</td><td>{photos}</td>'
+            + (f"<td>{runner_controls(suspect)}</td>" if runner_controls else "")
+            + "</tr>")
     return (
         '<section class="suspects" id="suspects"><h2>Suspects '
         f'<span class="muted">({len(suspects)}): runners whose photos repeatedly disagree '
         "with their registration; review the photos before any decision</span></h2>"
-        "<table><thead><tr><th>Bib</th><th>Inconsistent photos</th><th>Consistent photos</th>"
-        f"<th>Photos</th></tr></thead><tbody>{''.join(rows)}</tbody></table></section>")
+        "<table><thead><tr><th>Bib</th><th>Status</th><th>Inconsistent photos</th>"
+        "<th>Consistent photos</th><th>Dismissed</th><th>Confirmed</th><th>Photos</th>"
+        + ("<th>Decide</th>" if runner_controls else "")
+        + f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>")
 
 
 def render_page(records: list[dict[str, Any]], cards: list[str],
@@ -498,6 +569,7 @@ def render_page(records: list[dict[str, Any]], cards: list[str],
   </div>
   <form class="filters" id="filters" onsubmit="return false">
     {filters}
+    <label class="undecided"><input type="checkbox" id="undecided"> Undecided only</label>
     <input type="search" id="search" placeholder="Bib or file name" aria-label="Search">
   </form>
 </header>
@@ -516,6 +588,17 @@ bib. <span id="shown-count"></span></p>
 
 
 _CSS = """
+.decided { flex:none; margin-left:auto; padding:2px 8px; border-radius:6px; font-size:12px;
+  font-weight:700; border:2px solid currentColor; }
+.d-dismissed { color:#546e7a; } .d-confirmed { color:var(--fail); }
+.decision { margin:8px 0; padding:8px 10px; border-radius:8px; background:#f6f8fa;
+  border:1px solid var(--line); font-size:13px; }
+.history { margin:0 0 6px; padding-left:20px; }
+.history time { color:var(--muted); margin-left:4px; }
+.history .note { display:block; font-style:italic; }
+.status { font-weight:700; text-transform:uppercase; font-size:12px; }
+.s-suspect { color:var(--fail); } .s-confirmed { color:#8e1b1b; } .s-cleared { color:var(--pass); }
+.undecided { color:#fff; font-size:13px; }
 .suspects { margin:14px 24px 0; padding:12px 16px; background:#fff; border-radius:10px;
   border-left:6px solid var(--fail); box-shadow:0 1px 3px rgba(0,0,0,.12); }
 .suspects h2 { margin:0 0 8px; font-size:16px; }
@@ -619,6 +702,7 @@ _JS = """
 (function () {
   var boxes = Array.prototype.slice.call(document.querySelectorAll('#filters input[name=verdict]'));
   var search = document.getElementById('search');
+  var undecided = document.getElementById('undecided');
   var cards = Array.prototype.slice.call(document.querySelectorAll('#cards .card'));
   var shown = document.getElementById('shown-count');
   var empty = document.getElementById('empty');
@@ -630,7 +714,8 @@ _JS = """
     var visible = 0;
     cards.forEach(function (card) {
       var show = !!wanted[card.dataset.verdict] &&
-        (!term || card.dataset.search.indexOf(term) !== -1);
+        (!term || card.dataset.search.indexOf(term) !== -1) &&
+        (!undecided.checked || !card.dataset.decision);
       card.hidden = !show;
       if (show) { visible += 1; }
     });
@@ -642,6 +727,7 @@ _JS = """
   }
   boxes.forEach(function (box) { box.addEventListener('change', apply); });
   search.addEventListener('input', apply);
+  undecided.addEventListener('change', apply);
   document.querySelectorAll('.photo-link').forEach(function (link) {
     link.addEventListener('click', function (event) {
       event.preventDefault();

@@ -17,6 +17,7 @@ from constructs import Construct, IConstruct
 from lambdas.shared import THROUGHPUT_ENV_VAR
 from racecheck.core.digest import BY_VERDICT_INDEX
 from racecheck.core.photo_timing import PHOTO_POINTS_ENV_VAR, PhotoPoints
+from racecheck.core.review_links import STACK_NAME_ENV_VAR
 from racecheck.core.throughput import Throughput
 from stacks import nag
 from stacks.bundling import lambda_code
@@ -229,6 +230,12 @@ class RacecheckStack(cdk.Stack):
         _grant_follow_up(follow_up, tables=tables, alerts=alerts)
         if digest is not None:
             _grant_digest(digest, tables=tables, alerts=alerts)
+        # The functions that write alerts name the `racecheck review` command that opens
+        # each photo; with another stack name than the CLI's default it needs --stack.
+        for alerting in [functions.decide, follow_up.suspects_function] + (
+            [digest.function] if digest is not None else []
+        ):
+            alerting.add_environment(STACK_NAME_ENV_VAR, self.stack_name)
         dead_letter_queues = {
             "PhotoDeadLetterQueue": queue.dead_letter_queue,
             "FollowUpDeadLetterQueue": follow_up.dead_letter_queue,

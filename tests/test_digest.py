@@ -19,6 +19,7 @@ from racecheck.core.digest import (
     last_instant_before,
 )
 from racecheck.core.records import SUBJECT_LIMIT, to_attribute_values
+from racecheck.core.review_links import ReviewLinks
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
 from racecheck.local.environment import LocalNames, create_tables
 from tests.conftest import LambdaContext, stubbed
@@ -340,3 +341,24 @@ def test_given_an_emulated_results_table_when_queried_then_only_the_windows_revi
     assert sorted(record["key"] for record in found) == ["a.jpg", "b.jpg"]
     assert all("faces" not in record for record in found)
     assert found[0]["reasons"] == ["BIB_UNREGISTERED"]
+
+
+def test_given_review_links_when_composed_then_each_photo_has_its_console_link_and_command(
+        ) -> None:
+    # given a REVIEW photo whose key needs quoting, in a stack deployed in eu-west-1
+    records = [review("km 30/swap.jpg", ["GENDER_MISMATCH"],
+                      recorded_at="2026-11-22T08:30:00.000Z")]
+    links = ReviewLinks(region="eu-west-1", stack_name="Marathon2026")
+
+    # when the digest is composed
+    digest = compose_digest(records, window_start=START, window_end=END, review_links=links)
+
+    # then the photo's block opens it in that region's console and names the review command
+    assert digest is not None
+    lines = digest["message"].splitlines()
+    heading = lines.index(f"s3://{BUCKET}/km 30/swap.jpg (version v-km 30/swap.jpg, "
+                          "recorded 2026-11-22T08:30:00.000Z)")
+    assert lines[heading + 1:heading + 3] == [
+        f"  Open: https://console.aws.amazon.com/s3/object/{BUCKET}?region=eu-west-1"
+        "&bucketType=general&prefix=km%2030%2Fswap.jpg",
+        f"  Review: racecheck review --stack Marathon2026 --photo 's3://{BUCKET}/km 30/swap.jpg'"]

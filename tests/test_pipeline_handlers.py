@@ -278,7 +278,8 @@ def published_suspect_alert(event: dict[str, Any],
     sns.publish = capture  # type: ignore[method-assign]
     dynamodb_stub.add_response("update_item", {}, {
         "TableName": "racecheck-evidence", "Key": {"bib": {"S": "3631"}},
-        "UpdateExpression": "SET alerted = :true, alerted_at = :now",
+        # the photos the alert named: only others can alert again once reviewers clear it
+        "UpdateExpression": "SET alerted = :true, alerted_at = :now ADD known_photos :known",
         "ConditionExpression": "attribute_not_exists(alerted) OR alerted = :false",
         "ExpressionAttributeValues": ANY})
     with dynamodb_stub, sns_stub:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from racecheck.core.records import SUBJECT_LIMIT, describe_link
+from racecheck.core.review_links import ReviewLinks
 from racecheck.core.rules import (
     AGE_OUTSIDE_CATEGORY,
     BIB_UNREGISTERED,
@@ -104,13 +105,15 @@ def _location(record: Mapping[str, Any]) -> str:
     return f"s3://{bucket}/{key}" if bucket else key
 
 
-def _photo_block(record: Mapping[str, Any]) -> str:
+def _photo_block(record: Mapping[str, Any], review_links: ReviewLinks | None) -> str:
     details = [f"version {record['version']}"] if record.get("version") else []
     if record.get("recorded_at"):
         details.append(f"recorded {record['recorded_at']}")
     heading = _location(record) + (f" ({', '.join(details)})" if details else "")
     lines = [
         heading,
+        *(review_links.photo_lines(str(record.get("bucket") or ""), str(record.get("key", "")))
+          if review_links and (record.get("bucket") or review_links.local_dir) else []),
         f"Reasons: {', '.join(record.get('reasons') or [])}",
         str(record.get("summary") or ""),
         # Consistent bibs add nothing a reviewer must check.
@@ -121,7 +124,8 @@ def _photo_block(record: Mapping[str, Any]) -> str:
 
 def compose_digest(records: Sequence[Mapping[str, Any]], *, window_start: str,
                    window_end: str, max_listed: int = MAX_LISTED_PHOTOS,
-                   byte_budget: int = MESSAGE_BYTE_BUDGET) -> dict[str, Any] | None:
+                   byte_budget: int = MESSAGE_BYTE_BUDGET,
+                   review_links: ReviewLinks | None = None) -> dict[str, Any] | None:
     """The digest of the window's REVIEW records, or None when there is none to send.
 
     Records of other verdicts are ignored, so a caller may pass every result of a run.
@@ -159,7 +163,7 @@ def compose_digest(records: Sequence[Mapping[str, Any]], *, window_start: str,
         used += len(heading) + 2
         blocks = []
         for record in groups[code]:
-            block = _photo_block(record)
+            block = _photo_block(record, review_links)
             size = len(block.encode("utf-8")) + 2
             if listed >= max_listed or used + size > byte_budget:
                 break

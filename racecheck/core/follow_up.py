@@ -12,9 +12,17 @@ twice:
   a failed publish sends it and a retry after a successful one does not. Only a crash
   between the publish and the mark can send it twice; nothing can lose it.
 
+A reviewer's decision is an update of the photo's record that keeps its ``recorded_at``:
+it reaches the runners' evidence through ``decision_change_to_follow`` and
+``follow_up_decision`` (see racecheck.core.decisions), never through the steps above.
+
 Suspect alerts follow the evidence table's own stream: records of one runner arrive in
 order, one batch at a time, so the runner crossing the threshold is alerted once
 (publish, then ``alerted``), whichever photos pushed it over and however concurrently.
+A runner whose dismissed photos take it back below the threshold is marked ``cleared_at``
+(no message); it is alerted again only when it is over the threshold again with an
+inconsistent photo that no alert named and that was not before the reviewers when they
+cleared it (``known_photos``). Undoing a dismissal is not new evidence.
 """
 
 from __future__ import annotations
@@ -23,7 +31,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from racecheck.core.decisions import (
+    current_state,
+    decision_evidence_update,
+    is_suspect,
+    transition_plans,
+)
 from racecheck.core.records import from_attribute_values, to_attribute_values
+from racecheck.core.review_links import ReviewLinks
 from racecheck.core.rules import evidence_kinds
 from racecheck.core.settings import Settings
 
@@ -57,6 +72,43 @@ def photo_record_to_follow(stream_record: Mapping[str, Any]) -> dict[str, Any] |
     if old is not None and old.get("recorded_at") == new.get("recorded_at"):
         return None
     return new
+
+
+def decision_change_to_follow(stream_record: Mapping[str, Any]
+                              ) -> tuple[dict[str, Any], str | None, str | None] | None:
+    """(record, old state, new state) when a reviewer's decision changed the photo's state.
+
+    Only updates that keep ``recorded_at`` can be decisions (a new verdict is the record's
+    own follow-up); an appended entry that leaves the state as it was changes no evidence.
+    """
+    if stream_record.get("eventName") != "MODIFY":
+        return None
+    new, old = _new_and_old(stream_record)
+    if new is None or old is None or str(new.get("version", "")).startswith(BIB_ITEM_PREFIX):
+        return None
+    if old.get("recorded_at") != new.get("recorded_at"):
+        return None
+    before = current_state(old.get("decisions"))
+    after = current_state(new.get("decisions"))
+    return (new, before, after) if before != after else None
+
+
+def follow_up_decision(record: Mapping[str, Any], old: str | None, new: str | None, *,
+                       dynamodb: Any, evidence_table: str) -> int:
+    """Move the photo's runners' evidence from the old state to the new; safe to repeat.
+
+    Returns how many runners changed. A runner whose item no longer shows the old state
+    has had this change already (a retried stream record) and is left alone.
+    """
+    changed = 0
+    for plan in transition_plans(record, old, new):
+        try:
+            dynamodb.update_item(TableName=evidence_table, **decision_evidence_update(plan))
+            changed += 1
+        except Exception as error:
+            if not _condition_failed(error):
+                raise
+    return changed
 
 
 def bib_index_item(record: Mapping[str, Any], bib: str, outcome: str) -> dict[str, Any]:
@@ -180,14 +232,6 @@ def evidence_to_judge(stream_record: Mapping[str, Any]) -> dict[str, Any] | None
     return new
 
 
-def is_suspect(evidence: Mapping[str, Any], settings: Settings) -> bool:
-    """Enough inconsistent photos, and more of them than ``suspect_ratio`` x consistent."""
-    inconsistent = int(evidence.get("inconsistent") or 0)
-    consistent = int(evidence.get("consistent") or 0)
-    return (inconsistent >= settings.suspect_min_inconsistent
-            and inconsistent > settings.suspect_ratio * consistent)
-
-
 def _runner(registered: Mapping[str, Any] | None) -> str:
     if not registered:
         return "the registered runner"
@@ -215,7 +259,13 @@ def _and(parts: Sequence[str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
 
 
-def suspect_alert(evidence: Mapping[str, Any]) -> dict[str, str]:
+def _photo_location(photo: str) -> tuple[str, str]:
+    bucket, _, key = photo.partition("/")
+    return bucket, key
+
+
+def suspect_alert(evidence: Mapping[str, Any], *, review_links: ReviewLinks | None = None,
+                  again: bool = False) -> dict[str, str]:
     """Subject, full message (email) and one-segment SMS for a runner under suspicion.
 
     Both say which kinds of evidence the suspicion rests on (face, timing or both), so the
@@ -235,8 +285,15 @@ def suspect_alert(evidence: Mapping[str, Any]) -> dict[str, str]:
     photos: Sequence[str] = sorted(evidence.get("inconsistent_photos") or [])
     estimated = ("Machine estimates of age and gender, and timing comparisons,"
                  if "timing" in kinds else "Machine estimates of age and gender")
+    title = "SUSPECT again" if again else "SUSPECT"
+    photo_lines: list[str] = []
+    for photo in photos:
+        photo_lines.append(f"- s3://{photo}")
+        if review_links:
+            photo_lines += review_links.photo_lines(*_photo_location(photo))
     lines = [
-        f"racecheck SUSPECT: bib {bib}, {_runner(evidence.get('registered'))}.",
+        f"racecheck {title}: bib {bib}, {_runner(evidence.get('registered'))}.",
+        *(["New evidence since reviewers cleared this runner."] if again else []),
         f"Inconsistent photos: {inconsistent}, consistent photos: {consistent}.",
         f"Evidence: {_and(by_kind) or 'none recorded'}.",
     ]
@@ -245,27 +302,45 @@ def suspect_alert(evidence: Mapping[str, Any]) -> dict[str, str]:
     lines += [
         "",
         "Review these photos before any decision:",
-        *[f"- s3://{photo}" for photo in photos],
+        *photo_lines,
+        *(["", review_links.runner_line(bib)] if review_links else []),
         "",
         f"{estimated} are evidence for a human reviewer, not proof.",
     ]
-    sms = _ascii(f"racecheck: bib {bib[:12]} is a suspect: {inconsistent} of "
-                 f"{inconsistent + consistent} photos inconsistent, evidence: "
-                 f"{_and(list(kinds)) or 'none'}. Details by email.")
+    sms = _ascii(f"racecheck: bib {bib[:12]} is a suspect{' again' if again else ''}: "
+                 f"{inconsistent} of {inconsistent + consistent} photos inconsistent, "
+                 f"evidence: {_and(list(kinds)) or 'none'}. Details by email.")
     return {
-        "subject": _ascii(f"racecheck SUSPECT: bib {bib}")[:99],
+        "subject": _ascii(f"racecheck {title}: bib {bib}")[:99],
         "message": "\n".join(lines),
         "sms": sms[:SMS_LIMIT],
         "kinds_json": json.dumps(list(kinds)),
     }
 
 
-def alert_suspect(evidence: Mapping[str, Any], *, dynamodb: Any, sns: Any, evidence_table: str,
-                  topic_arn: str, settings: Settings) -> bool:
-    """Publish the suspect alert once; True when it was sent now."""
-    if evidence.get("alerted") or not is_suspect(evidence, settings):
-        return False
-    alert = suspect_alert(evidence)
+# What the suspect-alerts function does with one image of a runner's evidence.
+ALERT, CLEAR, ALERT_AGAIN, RESUME = "alert", "clear", "alert again", "resume"
+
+
+def suspect_action(evidence: Mapping[str, Any], settings: Settings) -> str | None:
+    """alert (first time), clear, alert again (new evidence after clearing), resume
+    (back over the threshold through an undone dismissal: no message), or None."""
+    suspect = is_suspect(evidence, settings)
+    if not evidence.get("alerted"):
+        return ALERT if suspect else None
+    cleared = bool(evidence.get("cleared_at"))
+    if not suspect:
+        return None if cleared else CLEAR
+    if not cleared:
+        return None
+    new_photos = set(evidence.get("inconsistent_photos") or ()) - set(
+        evidence.get("known_photos") or ())
+    return ALERT_AGAIN if new_photos else RESUME
+
+
+def _publish_suspect(evidence: Mapping[str, Any], *, sns: Any, topic_arn: str,
+                     review_links: ReviewLinks | None, again: bool) -> None:
+    alert = suspect_alert(evidence, review_links=review_links, again=again)
     sns.publish(
         TopicArn=topic_arn,
         Subject=alert["subject"],
@@ -282,15 +357,59 @@ def alert_suspect(evidence: Mapping[str, Any], *, dynamodb: Any, sns: Any, evide
                if alert["kinds_json"] != "[]" else {}),
         },
     )
+
+
+def _string_set(values: Sequence[str] | set[str] | None) -> set[str]:
+    return {str(value) for value in values or ()}
+
+
+def _mark(dynamodb: Any, table: str, bib: str, *, update: str, condition: str,
+          values: Mapping[str, Any]) -> None:
     try:
-        dynamodb.update_item(
-            TableName=evidence_table, Key={"bib": {"S": str(evidence["bib"])}},
-            UpdateExpression="SET alerted = :true, alerted_at = :now",
-            ConditionExpression="attribute_not_exists(alerted) OR alerted = :false",
-            ExpressionAttributeValues={":true": {"BOOL": True}, ":false": {"BOOL": False},
-                                       ":now": {"S": _utc_now()}},
-        )
+        dynamodb.update_item(TableName=table, Key={"bib": {"S": bib}}, UpdateExpression=update,
+                             ConditionExpression=condition,
+                             ExpressionAttributeValues=to_attribute_values(values))
     except Exception as error:
         if not _condition_failed(error):
             raise
-    return True
+
+
+def alert_suspect(evidence: Mapping[str, Any], *, dynamodb: Any, sns: Any, evidence_table: str,
+                  topic_arn: str, settings: Settings,
+                  review_links: ReviewLinks | None = None) -> str | None:
+    """Act on one image of a runner's evidence; returns the action taken (see above).
+
+    A message is published first and marked after (a crash between the two can send it
+    twice, never lose it); each mark is conditional on the state it was decided from.
+    """
+    action = suspect_action(evidence, settings)
+    if action is None:
+        return None
+    bib = str(evidence["bib"])
+    inconsistent = _string_set(evidence.get("inconsistent_photos"))
+    if action in (ALERT, ALERT_AGAIN):
+        _publish_suspect(evidence, sns=sns, topic_arn=topic_arn, review_links=review_links,
+                         again=action == ALERT_AGAIN)
+    # An empty set cannot be written: the known photos are only added when there are some.
+    known = inconsistent | (_string_set(evidence.get("dismissed_photos"))
+                            if action == CLEAR else set())
+    add_known = " ADD known_photos :known" if known else ""
+    values: dict[str, Any] = {":now": _utc_now(), **({":known": known} if known else {})}
+    if action == ALERT:
+        _mark(dynamodb, evidence_table, bib,
+              update="SET alerted = :true, alerted_at = :now" + add_known,
+              condition="attribute_not_exists(alerted) OR alerted = :false",
+              values={**values, ":true": True, ":false": False})
+    elif action == CLEAR:
+        _mark(dynamodb, evidence_table, bib, update="SET cleared_at = :now" + add_known,
+              condition="alerted = :true AND attribute_not_exists(cleared_at)",
+              values={**values, ":true": True})
+    elif action == ALERT_AGAIN:
+        _mark(dynamodb, evidence_table, bib,
+              update="SET alerted_at = :now REMOVE cleared_at" + add_known,
+              condition="cleared_at = :cleared",
+              values={**values, ":cleared": evidence["cleared_at"]})
+    else:
+        _mark(dynamodb, evidence_table, bib, update="REMOVE cleared_at",
+              condition="cleared_at = :cleared", values={":cleared": evidence["cleared_at"]})
+    return action

@@ -13,6 +13,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from racecheck.core.review_links import ReviewLinks
 from racecheck.core.settings import Settings
 
 NEEDS_HUMAN = ("FAIL", "REVIEW")
@@ -76,7 +77,8 @@ def describe_link(link: Mapping[str, Any]) -> str:
 
 
 def alert_for(*, photo: Mapping[str, Any], verdict: str, reasons: list[str], summary: str,
-              links: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+              links: Sequence[Mapping[str, Any]],
+              review_links: ReviewLinks | None = None) -> dict[str, Any]:
     bibs = ", ".join(str(link.get("bib")) for link in links) or "no bib"
     # SNS subjects must be ASCII, without line breaks, under 100 characters.
     subject = f"racecheck {verdict}: {bibs} ({', '.join(reasons)})"
@@ -86,6 +88,7 @@ def alert_for(*, photo: Mapping[str, Any], verdict: str, reasons: list[str], sum
     lines = [
         f"racecheck verdict {verdict} for s3://{photo['bucket']}/{photo['key']}"
         f" (version {photo['version']})",
+        *(review_links.photo_lines(photo["bucket"], photo["key"]) if review_links else []),
         f"Reasons: {', '.join(reasons)}",
         summary,
         "",
@@ -124,7 +127,7 @@ def evidence_entries(decision: Any) -> list[dict[str, Any]]:
 def build_record(*, photo: Mapping[str, Any], decision: Any, image: Mapping[str, Any] | None,
                  moderation: Mapping[str, Any] | None, text: Mapping[str, Any] | None,
                  faces: list[dict[str, Any]] | None, settings: Settings, recorded_at: str,
-                 execution: str) -> dict[str, Any]:
+                 execution: str, review_links: ReviewLinks | None = None) -> dict[str, Any]:
     """The photo's record: what was found, the verdict, and what must follow from it.
 
     ``evidence`` (per bib) and ``alert`` (when a person must be told at once) are what the
@@ -159,5 +162,6 @@ def build_record(*, photo: Mapping[str, Any], decision: Any, image: Mapping[str,
     }
     if verdict == "FAIL" or (verdict == "REVIEW" and settings.review_alerts == "each"):
         record["alert"] = alert_for(photo=photo, verdict=verdict, reasons=reasons,
-                                    summary=decision.summary, links=links)
+                                    summary=decision.summary, links=links,
+                                    review_links=review_links)
     return record

@@ -26,12 +26,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
 from racecheck.core.digest import BY_VERDICT_INDEX, DIGEST_ATTRIBUTES
 from racecheck.core.photo_timing import PHOTO_POINTS_ENV_VAR, PhotoPoints
+from racecheck.core.review_links import LOCAL_DIR_ENV_VAR
 from racecheck.core.settings import REPOSITORY_ROOT, Settings
 from racecheck.core.throughput import Throughput
 from racecheck.local.rekognition import LocalRekognitionHook, RekognitionBackend
@@ -674,8 +676,12 @@ def _create_resources(clients: dict[str, Any], names: LocalNames,
 def local_stack(*, settings: Settings, backend: RekognitionBackend,
                 passthrough_rekognition: bool = False,
                 throughput: Throughput = LOCAL_THROUGHPUT,
-                photo_points: PhotoPoints | None = None) -> Iterator[LocalStack]:
-    """Start the emulated stack; the real handlers run in-process for every Lambda."""
+                photo_points: PhotoPoints | None = None,
+                review_dir: Path | None = None) -> Iterator[LocalStack]:
+    """Start the emulated stack; the real handlers run in-process for every Lambda.
+
+    ``review_dir``: the run's output folder, which alerts name in their ``racecheck review
+    --local`` command."""
     try:
         import boto3
         from moto import mock_aws
@@ -747,6 +753,7 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
             "RUNNERS_TABLE_NAME": names.runners_table,
             "TIMING_TABLE_NAME": names.timing_table,
             PHOTO_POINTS_ENV_VAR: (photo_points or PhotoPoints()).to_json(),
+            **({LOCAL_DIR_ENV_VAR: str(review_dir)} if review_dir is not None else {}),
             "RESULTS_TABLE_NAME": names.results_table,
             "EVIDENCE_TABLE_NAME": names.evidence_table,
             "ALERT_TOPIC_ARN": resources.topic_arn,

@@ -18,20 +18,22 @@ from typing import Any
 from racecheck.core.digest import compose_digest
 from racecheck.core.photo_timing import PhotoPoints
 from racecheck.core.registry import Runner
+from racecheck.core.review_links import ReviewLinks
 from racecheck.core.settings import Settings
 from racecheck.core.timing import RaceTiming
+from racecheck.local import decisions_file
 from racecheck.local.environment import Delivery, LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionBackend
 
-RESULTS_FILE = "results.jsonl"
+RESULTS_FILE = decisions_file.RESULTS_FILE
 ALERTS_FILE = "alerts.jsonl"
-SUSPECTS_FILE = "suspects.json"
+SUSPECTS_FILE = decisions_file.SUSPECTS_FILE
 # What the results file keeps of a record: the photo's own findings, not the bookkeeping.
 # How often the emulated event sources look for new work while nothing else is happening.
 IDLE_POLL_SECONDS = 0.02
 STREAM_POLL_SECONDS = 0.25
 RECORD_FIELDS = ("verdict", "reasons", "summary", "image", "bibs", "near_misses", "faces",
-                 "links", "moderation_labels", "recorded_at")
+                 "links", "moderation_labels", "recorded_at", "evidence")
 
 
 @dataclass(frozen=True)
@@ -139,17 +141,14 @@ def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def find_suspects(stack: LocalStack, settings: Settings) -> list[dict[str, Any]]:
+def runners_evidence(stack: LocalStack) -> list[dict[str, Any]]:
+    """Every runner's evidence item, as the evidence table holds it at the end of the run."""
     from racecheck.core.records import from_attribute_values
 
-    suspects = []
     paginator = stack.dynamodb.get_paginator("scan")
-    for page in paginator.paginate(TableName=stack.names.evidence_table):
-        for raw in page["Items"]:
-            item = from_attribute_values(raw)
-            if item.get("alerted"):
-                suspects.append(item)
-    return sorted(suspects, key=lambda item: str(item["bib"]))
+    return [from_attribute_values(raw)
+            for page in paginator.paginate(TableName=stack.names.evidence_table)
+            for raw in page["Items"]]
 
 
 def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
@@ -180,9 +179,11 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
     started_at = _utc_now()
     lines: list[dict[str, Any]] = []
     pollers = max(1, in_flight)
+    # Alerts name the command that opens their photo: `racecheck review --local OUT ...`.
+    review_links = ReviewLinks(local_dir=str(out_dir))
     with local_stack(settings=settings, backend=backend,
                      passthrough_rekognition=passthrough_rekognition,
-                     photo_points=photo_points) as stack, \
+                     photo_points=photo_points, review_dir=out_dir) as stack, \
             (out_dir / RESULTS_FILE).open("w", encoding="utf-8") as results:
         if runners:
             import_runners(runners, table_name=stack.names.runners_table,
@@ -271,17 +272,16 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
         if settings.review_alerts == "digest":
             # On AWS a schedule sends it every review_digest_minutes; a local run is one window.
             digest = compose_digest(lines, window_start=started_at,
-                                    window_end=_utc_now())
+                                    window_end=_utc_now(), review_links=review_links)
             if digest:
                 alerts.append(digest)
         with (out_dir / ALERTS_FILE).open("w", encoding="utf-8") as alerts_file:
             for alert in alerts:
                 alerts_file.write(json.dumps(alert, ensure_ascii=False) + "\n")
         summary.alerts = len(alerts)
-        summary.suspects = find_suspects(stack, settings)
-        (out_dir / SUSPECTS_FILE).write_text(
-            json.dumps(summary.suspects, indent=2, ensure_ascii=False, default=str),
-            encoding="utf-8")
+        # Decisions already in OUT (a run again into the same folder) still apply.
+        decisions_file.write_evidence(out_dir, runners_evidence(stack), settings)
+        summary.suspects = decisions_file.refresh_suspects(out_dir)
         summary.rekognition_calls = Counter(stack.rekognition.calls)
         summary.estimated_cost_usd = stack.rekognition.estimated_cost_usd()
     return summary
