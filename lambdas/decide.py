@@ -1,7 +1,10 @@
-"""Decide task: links bibs to faces, compares with the registration list, shapes the record."""
+"""Decide task: links bibs to faces, compares with the registration list and the chips' splits,
+shapes the record."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,15 +13,30 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.shared import dynamodb, logger, metrics, required_env, settings, tracer
 from racecheck.core.aws_errors import transient_errors_renamed
+from racecheck.core.photo_timing import PHOTO_POINTS_ENV_VAR, PhotoPoints, photo_time
 from racecheck.core.records import build_record, to_attribute_values
-from racecheck.core.rules import decide_photo
+from racecheck.core.rules import PhotoTiming, decide_photo
 from racecheck.core.runners_store import load_runners
+from racecheck.core.timing_store import load_timing
 
 
 def _result(state: dict[str, Any], step: str) -> dict[str, Any] | None:
     """A step's Lambda payload, or None when the workflow skipped that step."""
     value = state.get(step)
     return value.get("result") if isinstance(value, dict) else None
+
+
+def _photo_timing(key: str, image: dict[str, Any], numbers: Sequence[str]) -> PhotoTiming | None:
+    """The splits of the photo's bibs, when the photo has a photo point and timing exists."""
+    point = PhotoPoints.from_json_text(os.environ.get(PHOTO_POINTS_ENV_VAR)).locate(key)
+    if point is None or not numbers:
+        return None
+    stored = load_timing(numbers, table_name=required_env("TIMING_TABLE_NAME"),
+                         dynamodb_client=dynamodb())
+    if stored is None:
+        return None
+    return PhotoTiming(point_km=point.km, photo_seconds=photo_time(image.get("taken_at"), point),
+                       course=stored.course, reads=stored.reads)
 
 
 @logger.inject_lambda_context
@@ -41,6 +59,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     decision = decide_photo(
         image=image, moderation=moderation, bibs=bibs, faces=faces, runners=runners,
         settings=settings(), image_width=image.get("width"), image_height=image.get("height"),
+        timing=_photo_timing(photo["key"], image, numbers),
     )
     metrics.add_metric(name="PhotosDecided", unit=MetricUnit.Count, value=1)
     logger.info("photo decided", extra={"verdict": decision.verdict,

@@ -7,7 +7,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import click
 
 DEFAULT_OUT = Path("racecheck-out")
+MULE_GROUPS_FILE = "mule_groups.json"
 FORMATS = ("table", "json", "csv")
 
 
@@ -80,7 +81,7 @@ def _print_summary(summary: Any, *, review_page: Path | None) -> None:
 
 
 def _run(inputs: Sequence[Path], *, out_dir: Path, runners: Path | None, detector: str,
-         jobs: int) -> tuple[Any, Path | None]:
+         jobs: int, timing: Any = None, photo_points: Any = None) -> tuple[Any, Path | None]:
     from racecheck.core.registry import RegistryError
     from racecheck.local.backends import BackendUnavailable, make_backend
     from racecheck.local.environment import LocalSetupError
@@ -105,7 +106,7 @@ def _run(inputs: Sequence[Path], *, out_dir: Path, runners: Path | None, detecto
                 backend=backend, runners_csv=runners, registered=registered,
                 in_flight=max(2, jobs * 2),
                 passthrough_rekognition=detector == "rekognition",
-                on_result=lambda _line: bar.update(1))
+                on_result=lambda _line: bar.update(1), timing=timing, photo_points=photo_points)
     except RegistryError as error:
         fail(f"runners file {runners}: {error}")
     except LocalSetupError as error:
@@ -158,19 +159,54 @@ def _write_review(out_dir: Path, inputs: Sequence[Path], *,
               help="Folder for results and the review page.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=os.cpu_count() or 1,
               show_default="number of cores", help="Photos analysed in parallel.")
+@click.option("--timing", "splits", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Splits CSV from the timing system: bib,checkpoint,time (needs --checkpoints).")
+@click.option("--checkpoints", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The course's timing mats: checkpoint,km.")
+@click.option("--photo-points", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON mapping key prefixes (folders) to course km, with camera clock "
+                   "offsets: compares each photo with its bibs' chips (needs --timing).")
+@click.option("--race-date", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Race day (YYYY-MM-DD), for splits given as times of day.")
+@click.option("--timezone", "zone",
+              help="Time zone of splits given as times of day: Europe/Berlin or +02:00.")
 def run(photos: tuple[Path, ...], runners: Path | None, detector: str, out_dir: Path,
-        jobs: int) -> None:
+        jobs: int, splits: Path | None, checkpoints: Path | None, photo_points: Path | None,
+        race_date: Any, zone: str | None) -> None:
     """Check photos locally by executing the deployed state machine definition.
 
     Every file gets exactly one verdict line in OUT/results.jsonl, whatever it contains.
+    With --timing, OUT/mule_groups.json lists the bibs whose chips crossed every mat
+    together, and with --photo-points each photo's bibs are compared with their chips.
 
     Example:
 
         racecheck run ~/race/photos --runners runners.csv --out checked
+
+    \b
+    With timing data:
+        racecheck run ~/race/photos --runners runners.csv \\
+          --timing splits.csv --checkpoints checkpoints.csv \\
+          --photo-points photo_points.json
     """
+    if (splits is None) != (checkpoints is None):
+        raise click.UsageError("--timing and --checkpoints go together")
+    if photo_points is not None and splits is None:
+        raise click.UsageError("--photo-points needs --timing and --checkpoints")
+    timing = (_parse_timing(splits, checkpoints, race_date, zone)
+              if splits is not None and checkpoints is not None else None)
+    points = _load_photo_points(photo_points) if photo_points is not None else None
     summary, review_page = _run(photos, out_dir=out_dir, runners=runners, detector=detector,
-                                jobs=jobs)
+                                jobs=jobs, timing=timing, photo_points=points)
     _print_summary(summary, review_page=review_page)
+    if timing is not None:
+        from racecheck.core.mules import find_mule_groups
+
+        groups = [group.to_dict() for group in find_mule_groups(timing)]
+        path = out_dir / MULE_GROUPS_FILE
+        path.write_text(json.dumps(groups, indent=2), encoding="utf-8")
+        click.echo(f"Chip mule groups (bibs crossing every mat together): {len(groups)}, "
+                   f"listed in {path}")
 
 
 @main.command()
@@ -399,6 +435,7 @@ def runners_import(file: Path, race_date: Any, prune: bool, dry_run: bool, yes: 
     from botocore.exceptions import BotoCoreError, ClientError
 
     from racecheck.core import runners_store
+    from racecheck.core.dynamodb_batches import UnprocessedItemsError
     from racecheck.local import runners_file
 
     parsed = _parse_runners(file, race_date.date() if race_date else None)
@@ -438,7 +475,7 @@ def runners_import(file: Path, race_date: Any, prune: bool, dry_run: bool, yes: 
                                    show_pos=True) as bar:
                 result = runners_store.write_items(plan.items, table_name=table_name,
                                                    on_written=bar.update)
-        except (BotoCoreError, ClientError, runners_store.RunnersStoreError) as error:
+        except (BotoCoreError, ClientError, UnprocessedItemsError) as error:
             _aws_error(error)
         requests = f", {result.batches} batch request(s), {result.retries} retried"
     click.echo(f"Imported {file} into {where}: {plan.count(runners_store.ADDED)} added, "
@@ -483,6 +520,160 @@ def runners_history(bib: str | None, include_added: bool, local_dir: Path | None
         rows = [{**row, "old": _registration_text(row["old"]),
                  "new": _registration_text(row["new"])} for row in rows]
     _emit(rows, ["bib", "at", "change", "old", "new", "source"], output_format)
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+@main.group()
+def timing() -> None:
+    """Timing data: find chip mules in the splits, import them for the photo checks."""
+
+
+def _parse_timing(splits: Path, checkpoints: Path, race_date: Any, zone: str | None) -> Any:
+    from racecheck.core.timing import (
+        TimingError,
+        parse_checkpoints_csv,
+        parse_splits_csv,
+        parse_timezone,
+    )
+
+    try:
+        tz = parse_timezone(zone) if zone else None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--timezone") from error
+    try:
+        course = parse_checkpoints_csv(checkpoints.read_text(encoding="utf-8-sig"))
+    except TimingError as error:
+        fail(f"{checkpoints}: {error}")
+    except UnicodeDecodeError as error:
+        fail(f"{checkpoints} is not UTF-8 text: {error}")
+    try:
+        return parse_splits_csv(splits.read_text(encoding="utf-8-sig"), course=course,
+                                race_date=race_date.date() if race_date else None, zone=tz)
+    except TimingError as error:
+        fail(f"{splits}: {error}")
+    except UnicodeDecodeError as error:
+        fail(f"{splits} is not UTF-8 text: {error}")
+
+
+def _load_photo_points(path: Path) -> Any:
+    from racecheck.core.photo_timing import PhotoPoints, PhotoPointsError
+
+    try:
+        return PhotoPoints.from_json_text(path.read_text(encoding="utf-8-sig"))
+    except PhotoPointsError as error:
+        fail(f"{path}: {error}")
+    except UnicodeDecodeError as error:
+        fail(f"{path} is not UTF-8 text: {error}")
+
+
+splits_argument = click.argument("splits", type=click.Path(exists=True, dir_okay=False,
+                                                           path_type=Path))
+checkpoints_option = click.option(
+    "--checkpoints", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The course's timing mats: CSV checkpoint,km.")
+clock_time_options = [
+    click.option("--race-date", type=click.DateTime(formats=["%Y-%m-%d"]),
+                 help="Race day (YYYY-MM-DD), for splits given as times of day."),
+    click.option("--timezone", "zone",
+                 help="Time zone of splits given as times of day: Europe/Berlin or +02:00."),
+]
+
+
+def _clock_time_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(clock_time_options):
+        command = option(command)
+    return command
+
+
+@timing.command(name="check")
+@splits_argument
+@checkpoints_option
+@_clock_time_options
+@click.option("--tolerance", type=click.FloatRange(0.1, 30), default=None,
+              help="Seconds within which chips count as crossing together  [default: 1 s "
+                   "plus the step the times are rounded to: 1.1 for tenths, 2.0 for whole "
+                   "seconds]")
+@format_option
+def timing_check(splits: Path, checkpoints: Path, race_date: Any, zone: str | None,
+                 tolerance: float | None, output_format: str) -> None:
+    """Validate splits and list chip-mule groups: bibs crossing every mat together.
+
+    A group is bibs whose times agree within the tolerance at every mat they share (at
+    least 3). Couples who run every step together look the same: check the photos.
+
+    Example:
+
+        racecheck timing check splits.csv --checkpoints checkpoints.csv --format json
+    """
+    from racecheck.core.mules import (
+        MIN_SHARED_CHECKPOINTS,
+        find_mule_groups,
+        mule_tolerance,
+        time_resolution,
+    )
+
+    parsed = _parse_timing(splits, checkpoints, race_date, zone)
+    tolerance_s = mule_tolerance(parsed) if tolerance is None else tolerance
+    groups = [group.to_dict() for group in find_mule_groups(parsed, tolerance_s=tolerance_s)]
+    if output_format == "json":
+        click.echo(json.dumps({
+            "mule_groups": groups,
+            "runners": len(parsed.reads),
+            "splits": parsed.split_count,
+            "course": [{"checkpoint": checkpoint.name, "km": checkpoint.km,
+                        "reads": sum(checkpoint.name in times for times in parsed.reads.values())}
+                       for checkpoint in parsed.course],
+            "time_resolution_s": time_resolution(parsed),
+            "tolerance_s": tolerance_s,
+            "min_shared_checkpoints": MIN_SHARED_CHECKPOINTS,
+        }, indent=2))
+        return
+    if output_format == "table":
+        click.echo(f"{splits}: {len(parsed.reads)} runner(s), {parsed.split_count} split(s); "
+                   f"{len(groups)} group(s) crossing every shared mat within {tolerance_s:g} s "
+                   f"(at least {MIN_SHARED_CHECKPOINTS} mats)")
+    _emit(groups, ["bibs", "checkpoints", "max_gap_s"], output_format)
+
+
+@timing.command(name="import")
+@splits_argument
+@checkpoints_option
+@_clock_time_options
+@stack_option
+@click.option("--table", help="Timing table name (default: from the stack's outputs).")
+def timing_import(splits: Path, checkpoints: Path, race_date: Any, zone: str | None,
+                  stack_name: str, table: str | None) -> None:
+    """Import splits into the deployed timing table, for the photo-versus-chip check.
+
+    Nothing is written unless every row is valid; a re-import overwrites each bib's splits.
+    Photos are compared with the chips from then on, where photo_points (cdk.json) places
+    them on the course.
+
+    Example:
+
+    \b
+        racecheck timing import splits.csv --checkpoints checkpoints.csv \\
+          --race-date 2026-04-20 --timezone Europe/Berlin
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from racecheck.core.dynamodb_batches import UnprocessedItemsError
+    from racecheck.core.mules import find_mule_groups
+    from racecheck.core.timing_store import import_timing
+
+    parsed = _parse_timing(splits, checkpoints, race_date, zone)
+    table_name = _table_name(table, stack_name, "TimingTableName")
+    try:
+        import_timing(parsed, table_name=table_name)
+    except (BotoCoreError, ClientError, UnprocessedItemsError) as error:
+        _aws_error(error)
+    groups = find_mule_groups(parsed)
+    click.echo(f"imported the splits of {len(parsed.reads)} runner(s) ({parsed.split_count} "
+               f"split(s), {len(parsed.course)} checkpoint(s)) into {table_name}")
+    click.echo(f"{len(groups)} possible chip-mule group(s); list them with "
+               f"`racecheck timing check {splits} --checkpoints {checkpoints}`")
 
 
 # ---------------------------------------------------------------------------- search

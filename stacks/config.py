@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from racecheck.core.photo_timing import MAX_PHOTO_POINTS_BYTES, PhotoPoints, PhotoPointsError
 from racecheck.core.settings import Settings, SettingsError
 from racecheck.core.throughput import Throughput
 
@@ -34,6 +35,7 @@ class StackConfig:
     photo_expiry_days: int
     notify_emails: tuple[str, ...]
     notify_sms_numbers: tuple[str, ...]
+    photo_points: PhotoPoints
     throughput: Throughput
     queue_age_alarm_minutes: int
 
@@ -46,6 +48,7 @@ class StackConfig:
             photo_expiry_days=_expiry_days(get("photo_expiry_days")),
             notify_emails=_split_list(get("notify_email"), "notify_email", _EMAIL),
             notify_sms_numbers=_split_list(get("notify_sms"), "notify_sms", _E164),
+            photo_points=_photo_points(get("photo_points")),
             throughput=throughput_from_context(get),
             queue_age_alarm_minutes=int(_number(get, "queue_age_alarm_minutes", 1, 24 * 60,
                                                 whole=True)),
@@ -100,6 +103,26 @@ def _restore_nulls(raw: dict[str, Any]) -> dict[str, Any]:
     # None are restored; any other missing setting still fails validation.
     nullable = {field.name for field in fields(Settings) if "None" in str(field.type)}
     return {**dict.fromkeys(nullable - set(raw)), **raw}
+
+
+def _photo_points(raw: Any) -> PhotoPoints:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else None
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"context 'photo_points' is not valid JSON: {error}") from error
+    try:
+        points = PhotoPoints.from_raw(raw)
+    except PhotoPointsError as error:
+        raise ConfigError(f"context 'photo_points': {error}") from error
+    size = len(points.to_json().encode("utf-8"))
+    if size > MAX_PHOTO_POINTS_BYTES:
+        raise ConfigError(
+            f"context 'photo_points' takes {size} bytes as the Decide function's environment; "
+            f"at most {MAX_PHOTO_POINTS_BYTES} fit beside the settings (Lambda allows 4 KB in "
+            "all): use fewer points or shorter prefixes"
+        )
+    return points
 
 
 def _ingest_prefix(raw: Any) -> str:

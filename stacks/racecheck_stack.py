@@ -16,6 +16,7 @@ from constructs import Construct, IConstruct
 
 from lambdas.shared import THROUGHPUT_ENV_VAR
 from racecheck.core.digest import BY_VERDICT_INDEX
+from racecheck.core.photo_timing import PHOTO_POINTS_ENV_VAR, PhotoPoints
 from racecheck.core.throughput import Throughput
 from stacks import nag
 from stacks.bundling import lambda_code
@@ -55,6 +56,8 @@ def _grant_handlers(
     *,
     bucket: s3.IBucket,
     runners: dynamodb.ITable,
+    timing: dynamodb.ITable,
+    photo_points: PhotoPoints,
     quota: dynamodb.ITable,
     throughput: Throughput,
 ) -> None:
@@ -78,6 +81,10 @@ def _grant_handlers(
         allow(function, ["dynamodb:UpdateItem"], [quota.table_arn])
     functions.decide.add_environment("RUNNERS_TABLE_NAME", runners.table_name)
     allow(functions.decide, ["dynamodb:GetItem", "dynamodb:BatchGetItem"], [runners.table_arn])
+    # The photo-versus-chip check: one batch read of the photo's bibs and the course item.
+    functions.decide.add_environment("TIMING_TABLE_NAME", timing.table_name)
+    functions.decide.add_environment(PHOTO_POINTS_ENV_VAR, photo_points.to_json())
+    allow(functions.decide, ["dynamodb:BatchGetItem"], [timing.table_arn])
 
 
 def _grant_state_machine(
@@ -212,6 +219,8 @@ class RacecheckStack(cdk.Stack):
             functions,
             bucket=bucket,
             runners=tables.runners,
+            timing=tables.timing,
+            photo_points=config.photo_points,
             quota=tables.quota,
             throughput=config.throughput,
         )
@@ -265,6 +274,7 @@ class RacecheckStack(cdk.Stack):
                 "ResultsTableName": tables.results.table_name,
                 "RunnersTableName": tables.runners.table_name,
                 "EvidenceTableName": tables.evidence.table_name,
+                "TimingTableName": tables.timing.table_name,
                 "QuotaTableName": tables.quota.table_name,
                 "AlertTopicArn": alerts.topic.topic_arn,
                 "StateMachineArn": state_machine.state_machine_arn,

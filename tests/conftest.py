@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-from PIL import Image, ImageDraw
+from PIL import ExifTags, Image, ImageDraw
 
 from racecheck.core.settings import Settings
 
@@ -65,8 +65,23 @@ def rekognition_fixture() -> Callable[[str], dict[str, Any]]:
     return lambda name: load_fixture(f"rekognition/{name}.json")
 
 
+def camera_exif(date_time_original: str, *, sub_seconds: str | None = None,
+                offset: str | None = None) -> Image.Exif:
+    """EXIF as a camera writes it: ``DateTimeOriginal`` like ``2026:04:19 10:15:00``."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "racecheck test camera"
+    capture = exif.get_ifd(ExifTags.IFD.Exif)
+    capture[ExifTags.Base.DateTimeOriginal] = date_time_original
+    if sub_seconds is not None:
+        capture[ExifTags.Base.SubsecTimeOriginal] = sub_seconds
+    if offset is not None:
+        capture[ExifTags.Base.OffsetTimeOriginal] = offset
+    return exif
+
+
 def make_jpeg(
-    width: int = 640, height: int = 480, *, colour: str = "#3a7bd5", quality: int = 90
+    width: int = 640, height: int = 480, *, colour: str = "#3a7bd5", quality: int = 90,
+    exif: Image.Exif | None = None,
 ) -> bytes:
     picture = Image.new("RGB", (width, height), colour)
     draw = ImageDraw.Draw(picture)
@@ -74,7 +89,10 @@ def make_jpeg(
     for step in range(0, width, 16):
         draw.line([(step, 0), (width - step, height)], fill=(step % 255, 90, 160), width=3)
     buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=quality)
+    if exif is not None:
+        picture.save(buffer, format="JPEG", quality=quality, exif=exif)
+    else:
+        picture.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from racecheck.cli import main
 from racecheck.core.registry import Runner
 from racecheck.local.runners_file import registered_runners
-from tests.conftest import make_jpeg
+from tests.conftest import camera_exif, load_fixture, make_jpeg
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -130,6 +130,146 @@ def test_the_rekognition_detector_without_credentials_is_explained(
     assert result.exit_code == 1
     assert "needs AWS credentials" in result.output
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ timing
+
+CHECKPOINTS_CSV = "checkpoint,km\nstart,0\n10k,10\nhalf,21.1\n30k,30\nfinish,42.195\n"
+# Bibs 1203 and 4410 cross every mat within tenths (one carrier); 3631 runs alone.
+SPLITS_CSV = """bib,checkpoint,time
+1203,start,2026-04-19T09:01:10.2+02:00
+4410,start,2026-04-19T09:01:10.4+02:00
+1203,10k,2026-04-19T09:50:02.0+02:00
+4410,10k,2026-04-19T09:50:02.9+02:00
+1203,half,2026-04-19T10:45:40.1+02:00
+4410,half,2026-04-19T10:45:40.6+02:00
+1203,30k,2026-04-19T11:30:00.0+02:00
+1203,finish,2026-04-19T12:32:00.0+02:00
+4410,finish,2026-04-19T12:32:00.2+02:00
+3631,start,2026-04-19T09:02:00.0+02:00
+3631,10k,2026-04-19T09:52:00.0+02:00
+3631,half,2026-04-19T10:47:30.0+02:00
+3631,30k,2026-04-19T11:32:00.0+02:00
+3631,finish,2026-04-19T12:32:58.5+02:00
+"""
+
+
+def write_timing(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "splits.csv").write_text(SPLITS_CSV, encoding="utf-8")
+    (folder / "checkpoints.csv").write_text(CHECKPOINTS_CSV, encoding="utf-8")
+    return folder / "splits.csv", folder / "checkpoints.csv"
+
+
+def test_timing_check_prints_the_mule_groups_as_one_json_object(tmp_path: Path) -> None:
+    splits, checkpoints = write_timing(tmp_path)
+    result = CliRunner().invoke(main, ["timing", "check", str(splits), "--checkpoints",
+                                       str(checkpoints), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["mule_groups"] == [{"bibs": ["1203", "4410"], "checkpoints": 4,
+                                      "max_gap_s": 0.9}]
+    assert (report["runners"], report["splits"], report["tolerance_s"]) == (3, 14, 1.1)
+    assert report["course"][3] == {"checkpoint": "30k", "km": 30.0, "reads": 2}
+
+
+def test_timing_check_as_csv_and_table(tmp_path: Path) -> None:
+    splits, checkpoints = write_timing(tmp_path)
+    as_csv = CliRunner().invoke(main, ["timing", "check", str(splits), "--checkpoints",
+                                       str(checkpoints), "--format", "csv"])
+    assert as_csv.output.splitlines() == ["bibs,checkpoints,max_gap_s", "1203 4410,4,0.9"]
+    table = CliRunner().invoke(main, ["timing", "check", str(splits), "--checkpoints",
+                                      str(checkpoints)])
+    assert "3 runner(s), 14 split(s); 1 group(s) crossing every shared mat within 1.1 s" in (
+        table.output)
+
+
+def test_bad_splits_are_reported_with_line_numbers(tmp_path: Path) -> None:
+    splits, checkpoints = write_timing(tmp_path)
+    splits.write_text("bib,checkpoint,time\n1,start,09:00:00\n2,25k,09:00:00\n")
+    result = CliRunner().invoke(main, ["timing", "check", str(splits), "--checkpoints",
+                                       str(checkpoints), "--race-date", "2026-04-19",
+                                       "--timezone", "Europe/Berlin"])
+    assert result.exit_code == 1
+    assert "1 problem(s) in the splits file" in result.output
+    assert "line 3: checkpoint '25k' is not in the checkpoints file" in result.output
+
+
+def test_a_bad_time_zone_is_a_usage_error(tmp_path: Path) -> None:
+    splits, checkpoints = write_timing(tmp_path)
+    result = CliRunner().invoke(main, ["timing", "check", str(splits), "--checkpoints",
+                                       str(checkpoints), "--timezone", "Mars/Olympus"])
+    assert result.exit_code == 2
+    assert "--timezone" in result.output
+
+
+@pytest.mark.parametrize("options", [["--timing", "splits.csv"],
+                                     ["--checkpoints", "checkpoints.csv"],
+                                     ["--photo-points", "points.json"]])
+def test_timing_options_that_need_each_other_are_usage_errors(
+        tmp_path: Path, options: list[str]) -> None:
+    write_timing(tmp_path)
+    (tmp_path / "points.json").write_text('{"utc_offset": "+02:00", "points": []}')
+    (tmp_path / "a.jpg").write_bytes(make_jpeg())
+    arguments = [str(tmp_path / option) if option.endswith((".csv", ".json")) else option
+                 for option in options]
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "a.jpg"), *arguments])
+    assert result.exit_code == 2, result.output
+
+
+def canned_rekognition(operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
+    """Every photo shows bib 3631 on a clear male face aged 29-45."""
+    return load_fixture("rekognition/" + {
+        "DetectModerationLabels": "detect_moderation_clean",
+        "DetectText": "detect_text_bib_3631",
+        "DetectFaces": "detect_faces_male_29_45"}[operation] + ".json")
+
+
+def test_a_local_run_with_timing_finds_photos_off_the_chip_and_the_mules(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given three photos of bib 3631 (a registered man whose face fits): at km 25 when his
+    # chip passed there (11:07:00 between the half and 30k reads), at km 25 fifteen
+    # minutes early, at the finish fifteen minutes early; the cameras write local time
+    # without an offset
+    photos = tmp_path / "photos"
+    (photos / "km25").mkdir(parents=True)
+    (photos / "finish").mkdir()
+    (photos / "km25" / "on time.jpg").write_bytes(
+        make_jpeg(exif=camera_exif("2026:04:19 11:07:10")))
+    (photos / "km25" / "early.jpg").write_bytes(
+        make_jpeg(exif=camera_exif("2026:04:19 10:52:00")))
+    (photos / "finish" / "early.jpg").write_bytes(
+        make_jpeg(exif=camera_exif("2026:04:19 12:17:58", sub_seconds="5")))
+    runners = tmp_path / "runners.csv"
+    runners.write_text("bib,gender,age_category,name\n3631,M,18-39,Tom\n", encoding="utf-8")
+    splits, checkpoints = write_timing(tmp_path / "timing")
+    points = tmp_path / "photo_points.json"
+    points.write_text(json.dumps({"utc_offset": "+02:00", "points": [
+        {"prefix": "km25/", "km": 25}, {"prefix": "finish/", "km": 42.195}]}))
+    monkeypatch.setattr("racecheck.local.backends.make_backend",
+                        lambda detector, *, jobs: canned_rekognition)
+    out = tmp_path / "out"
+    # when run locally with the timing data
+    result = CliRunner().invoke(main, [
+        "run", str(photos), "--runners", str(runners), "--timing", str(splits),
+        "--checkpoints", str(checkpoints), "--photo-points", str(points), "--out", str(out),
+        "--jobs", "1"])
+    # then the photo on time passes and the two early ones go to review
+    assert result.exit_code == 0, result.output
+    lines = {line["key"]: line for line in map(
+        json.loads, (out / "results.jsonl").read_text(encoding="utf-8").splitlines())}
+    assert {key: (line["verdict"], line["reasons"]) for key, line in lines.items()} == {
+        "km25/on time.jpg": ("PASS", []),
+        "km25/early.jpg": ("REVIEW", ["TIMING_MISMATCH"]),
+        "finish/early.jpg": ("REVIEW", ["TIMING_MISMATCH"]),
+    }
+    assert lines["finish/early.jpg"]["image"]["taken_at"] == "2026-04-19T12:17:58.500"
+    assert lines["km25/early.jpg"]["links"][0]["timing"]["difference_s"] == -900.0
+    assert lines["finish/early.jpg"]["links"][0]["timing"]["difference_s"] == -900.0
+    # and the chip mules of the splits are listed
+    assert json.loads((out / "mule_groups.json").read_text(encoding="utf-8")) == [
+        {"bibs": ["1203", "4410"], "checkpoints": 4, "max_gap_s": 0.9}]
+    assert "Chip mule groups (bibs crossing every mat together): 1" in result.output
 
 
 def test_runners_check_counts_each_gender(tmp_path: Path) -> None:

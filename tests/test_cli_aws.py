@@ -202,6 +202,39 @@ def test_the_real_rekognition_backend_shrinks_photos_over_the_bytes_limit() -> N
     assert sent and sent[0] <= REKOGNITION_MAX_IMAGE_BYTES
 
 
+def test_timing_import_writes_each_bib_and_the_course(aws: Any, tmp_path: Path) -> None:
+    # given splits given as times of day in Berlin
+    (tmp_path / "checkpoints.csv").write_text("checkpoint,km\nstart,0\nfinish,42.195\n")
+    (tmp_path / "splits.csv").write_text(
+        "bib,checkpoint,time\n3631,start,09:01:00\n3631,finish,12:33:07.4\n77,start,09:03:00\n")
+    # when imported into the timing table
+    result = CliRunner().invoke(main, [
+        "timing", "import", str(tmp_path / "splits.csv"), "--checkpoints",
+        str(tmp_path / "checkpoints.csv"), "--race-date", "2026-04-19",
+        "--timezone", "Europe/Berlin", "--table", NAMES.timing_table])
+    # then each bib's splits are stored in UTC, with the course item beside them
+    assert result.exit_code == 0, result.output
+    assert "imported the splits of 2 runner(s) (3 split(s), 2 checkpoint(s))" in result.output
+    item = aws.get_item(TableName=NAMES.timing_table, Key={"bib": {"S": "3631"}})["Item"]
+    assert item["splits"]["M"] == {"start": {"S": "2026-04-19T07:01:00.000Z"},
+                                   "finish": {"S": "2026-04-19T10:33:07.400Z"}}
+    course = aws.get_item(TableName=NAMES.timing_table, Key={"bib": {"S": "#course"}})["Item"]
+    assert [entry["M"]["name"]["S"] for entry in course["checkpoints"]["L"]] == [
+        "start", "finish"]
+
+
+def test_a_bad_splits_file_imports_nothing(aws: Any, tmp_path: Path) -> None:
+    (tmp_path / "checkpoints.csv").write_text("checkpoint,km\nstart,0\nfinish,42.195\n")
+    (tmp_path / "splits.csv").write_text(
+        "bib,checkpoint,time\n3631,start,2026-04-19T07:01:00Z\n3631,finish,soon\n")
+    result = CliRunner().invoke(main, [
+        "timing", "import", str(tmp_path / "splits.csv"), "--checkpoints",
+        str(tmp_path / "checkpoints.csv"), "--table", NAMES.timing_table])
+    assert result.exit_code == 1
+    assert "line 3: time 'soon'" in result.output
+    assert aws.scan(TableName=NAMES.timing_table)["Items"] == []
+
+
 # --------------------------------------------------------------------------- redrive
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:racecheck-ingest"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from PIL import Image
 from lambdas import analyze_faces, check_image, decide, moderate, read_bibs, shared
 from racecheck.core.records import from_attribute_values
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
-from tests.conftest import LambdaContext, load_fixture, make_jpeg, stubbed
+from tests.conftest import LambdaContext, camera_exif, load_fixture, make_jpeg, stubbed
 
 BUCKET = "racecheck-ingest"
 VERSION = "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"
@@ -279,3 +280,104 @@ def test_decide_looks_up_runners_and_builds_the_record(monkeypatch: pytest.Monke
                                    "reasons": ["GENDER_MISMATCH"],
                                    "registered": record["links"][0]["registered"]}]
     assert "Ana" in record["alert"]["message"]
+
+
+def test_check_image_reads_the_capture_time_from_the_same_ranged_get(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a 2 MB camera JPEG with its capture time in EXIF
+    photo = make_jpeg(1600, 1200, exif=camera_exif("2026:04:19 11:40:00", offset="+02:00"))
+    photo += b"\x00" * 2_000_000
+    client, stub = stubbed("s3")
+    stub.add_response("get_object", ranged(photo[:65536], len(photo)),
+                      {"Bucket": BUCKET, "Key": PHOTO["key"], "VersionId": VERSION,
+                       "Range": "bytes=0-65535"})
+    monkeypatch.setattr(check_image, "s3", lambda: client)
+    # when checked
+    with stub:
+        result = check_image.handler(load_fixture("events/object_created.json"),
+                                     LambdaContext())
+        stub.assert_no_pending_responses()
+    # then the one ranged GET gave the time too
+    assert result["image"]["taken_at"] == "2026-04-19T11:40:00+02:00"
+
+
+def decide_state(taken_at: str | None) -> dict[str, Any]:
+    """A photo of bib 3631 on a male face aged 29-45, which a registered M 18-39 fits."""
+    faces = analyze_faces.faces_from_rekognition(
+        load_fixture("rekognition/detect_faces_male_29_45.json"))
+    text = load_fixture("rekognition/detect_text_bib_3631.json")
+    bibs = read_bibs.extract_bibs(text, Settings.from_cdk_json()).bibs
+    return {
+        "check": {"result": {"photo": PHOTO, "image": {
+            "accepted": True, "reasons": [], "format": "JPEG", "width": 640, "height": 480,
+            "size_bytes": 30000, "bytes_read": 30000, "detail": "", "taken_at": taken_at}}},
+        "moderation": {"result": {"accepted": True, "reasons": [], "labels": [],
+                                  "model_version": "7.0"}},
+        "text": {"result": {"bibs": bibs, "near_misses": [], "bib_count": 1,
+                            "model_version": "3.0"}},
+        "faces": {"result": {"faces": faces, "face_count": 1}},
+        "detail": {"bucket": {"name": BUCKET}, "object": {"key": PHOTO["key"],
+                                                          "version-id": VERSION}},
+    }
+
+
+RUNNER_3631 = {"bib": {"S": "3631"}, "gender": {"S": "M"}, "age_min": {"N": "18"},
+               "age_max": {"N": "39"}, "category": {"S": "18-39"}, "name": {"S": "Tom"}}
+COURSE_ITEM = {"bib": {"S": "#course"}, "runners": {"N": "5000"},
+               "imported_at": {"S": "2026-04-19T16:00:00Z"},
+               "checkpoints": {"L": [{"M": {"name": {"S": name}, "km": {"N": km}}}
+                                     for name, km in (("start", "0"), ("30k", "30"),
+                                                      ("finish", "42.195"))]}}
+SPLITS_3631 = {"bib": {"S": "3631"}, "splits": {"M": {
+    "start": {"S": "2026-04-19T07:02:00.000Z"}, "30k": {"S": "2026-04-19T09:22:00.000Z"},
+    "finish": {"S": "2026-04-19T09:55:00.000Z"}}}}
+
+
+def test_decide_compares_the_photo_with_the_chip_of_each_bib(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given photos under "finish line/" placed at the finish, and timing imported
+    monkeypatch.setenv("TIMING_TABLE_NAME", "racecheck-timing")
+    monkeypatch.setenv("PHOTO_POINTS", json.dumps(
+        {"points": [{"prefix": "finish line/", "km": 42.195, "utc_offset": "+02:00"}]}))
+    client, stub = stubbed("dynamodb")
+    stub.add_response("batch_get_item", {"Responses": {"racecheck-runners": [RUNNER_3631]}},
+                      {"RequestItems": {"racecheck-runners": {"Keys": [{"bib": {"S": "3631"}}]}}})
+    # the timing lookup: the course item and the bib's splits, in one batch read
+    stub.add_response("batch_get_item", {
+        "Responses": {"racecheck-timing": [COURSE_ITEM, SPLITS_3631]}},
+        {"RequestItems": {"racecheck-timing": {"Keys": [{"bib": {"S": "#course"}},
+                                                        {"bib": {"S": "3631"}}]}}})
+    monkeypatch.setattr(decide, "dynamodb", lambda: client)
+    # when a finish photo taken 15 minutes before the chip crossed the finish is decided
+    with stub:
+        result = decide.handler({"state": decide_state("2026-04-19T11:40:00+02:00"),
+                                 "execution": "arn:execution"}, LambdaContext())
+        stub.assert_no_pending_responses()
+    # then the face fits but the timing does not: REVIEW, inconsistent timing evidence for
+    # the runner's counters
+    assert result["decision"]["verdict"] == "REVIEW"
+    record = from_attribute_values(result["decision"]["item"])
+    assert record["reasons"] == ["TIMING_MISMATCH"]
+    assert record["evidence"] == [{"bib": "3631", "outcome": "inconsistent",
+                                   "reasons": ["TIMING_MISMATCH"],
+                                   "registered": record["links"][0]["registered"]}]
+    (link,) = record["links"]
+    assert link["timing"]["difference_s"] == -900.0
+
+
+def test_decide_without_a_photo_point_does_not_read_the_timing_table(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given photo points that do not cover this photo's key
+    monkeypatch.setenv("TIMING_TABLE_NAME", "racecheck-timing")
+    monkeypatch.setenv("PHOTO_POINTS", json.dumps(
+        {"points": [{"prefix": "km10/", "km": 10, "utc_offset": "+02:00"}]}))
+    client, stub = stubbed("dynamodb")
+    stub.add_response("batch_get_item", {"Responses": {"racecheck-runners": [RUNNER_3631]}})
+    monkeypatch.setattr(decide, "dynamodb", lambda: client)
+    # when decided / then the runners are the only read, and nothing is said about timing
+    with stub:
+        result = decide.handler({"state": decide_state("2026-04-19T11:40:00+02:00")},
+                                LambdaContext())
+        stub.assert_no_pending_responses()
+    assert result["decision"]["verdict"] == "PASS"
+    assert "timing" not in from_attribute_values(result["decision"]["item"])["links"][0]

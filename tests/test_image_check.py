@@ -9,7 +9,7 @@ from PIL import Image
 
 from racecheck.core.image_check import HeaderIncomplete, inspect_header
 from racecheck.core.settings import Settings
-from tests.conftest import make_jpeg
+from tests.conftest import camera_exif, make_jpeg
 
 
 def encoded(image_format: str, size: tuple[int, int] = (800, 600)) -> bytes:
@@ -65,3 +65,48 @@ def test_a_whole_file_that_ends_inside_its_header_is_corrupt(settings: Settings)
     data = make_jpeg()[:10]
     check = inspect_header(data, size_bytes=len(data), settings=settings)
     assert check.reasons == ["CORRUPT_IMAGE"]
+
+
+# ------------------------------------------------------------------------------ capture time
+
+
+def test_the_capture_time_comes_from_exif_in_the_header_bytes(settings: Settings) -> None:
+    # given a 2 MB camera JPEG with DateTimeOriginal, SubSecTimeOriginal and its UTC offset
+    photo = make_jpeg(1600, 1200, exif=camera_exif("2026:04:19 10:15:02", sub_seconds="45",
+                                                   offset="+02:00")) + b"\x00" * 2_000_000
+    # when only its first 64 KiB are inspected, as CheckImage reads them
+    check = inspect_header(photo[:65536], size_bytes=len(photo), settings=settings)
+    # then the time is there, to the hundredth, with the camera's offset
+    assert check.accepted
+    assert check.taken_at == "2026-04-19T10:15:02.450+02:00"
+
+
+def test_a_camera_without_offset_or_subseconds_gives_local_whole_seconds(
+        settings: Settings) -> None:
+    photo = make_jpeg(800, 600, exif=camera_exif("2026:04:19 10:15:02"))
+    check = inspect_header(photo, size_bytes=len(photo), settings=settings)
+    assert check.taken_at == "2026-04-19T10:15:02"
+
+
+@pytest.mark.parametrize("written", ["0000:00:00 00:00:00", "    :  :     :  :  ",
+                                     "2026:13:45 10:15:02", "yesterday"])
+def test_a_blank_or_broken_capture_time_is_no_time_and_no_rejection(
+        settings: Settings, written: str) -> None:
+    photo = make_jpeg(800, 600, exif=camera_exif(written))
+    check = inspect_header(photo, size_bytes=len(photo), settings=settings)
+    assert check.accepted
+    assert check.taken_at is None
+
+
+def test_a_photo_without_exif_has_no_capture_time(settings: Settings) -> None:
+    photo = make_jpeg(800, 600)
+    assert inspect_header(photo, size_bytes=len(photo), settings=settings).taken_at is None
+
+
+def test_garbage_in_the_exif_segment_does_not_cost_the_verdict(settings: Settings) -> None:
+    # given an APP1 "Exif" segment whose TIFF structure is nonsense
+    plain = make_jpeg(800, 600)
+    junk = b"Exif\x00\x00MM\x00\x2a\xff\xff\xff\xff" + b"\x13" * 64
+    photo = plain[:2] + b"\xff\xe1" + (len(junk) + 2).to_bytes(2, "big") + junk + plain[2:]
+    check = inspect_header(photo, size_bytes=len(photo), settings=settings)
+    assert check.accepted and check.taken_at is None

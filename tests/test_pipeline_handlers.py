@@ -257,9 +257,10 @@ def test_the_follow_ups_own_bookkeeping_update_needs_nothing(
 # ----------------------------------------------------------------------- evidence stream
 
 
-def test_a_runner_crossing_the_threshold_is_alerted_once_with_a_short_sms(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    event = load_fixture("events/evidence_stream_suspect.json")
+def published_suspect_alert(event: dict[str, Any],
+                            monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Run the suspect-alerts handler on a stream event; the one publish request it made,
+    after the runner was marked alerted."""
     dynamodb, dynamodb_stub = stubbed("dynamodb")
     sns, sns_stub = stubbed("sns")
     monkeypatch.setattr(suspect_alerts, "dynamodb", lambda: dynamodb)
@@ -284,14 +285,58 @@ def test_a_runner_crossing_the_threshold_is_alerted_once_with_a_short_sms(
         assert suspect_alerts.handler(event, LambdaContext())["batchItemFailures"] == []
         dynamodb_stub.assert_no_pending_responses()
     (request,) = published
+    return request
+
+
+def test_a_runner_crossing_the_threshold_is_alerted_once_with_a_short_sms(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    request = published_suspect_alert(load_fixture("events/evidence_stream_suspect.json"),
+                                      monkeypatch)
     texts = json.loads(request["Message"])
     # the e-mail lists every inconsistent photo and what the evidence is
     assert "s3://racecheck-ingest/km 10/IMG_0101.jpg" in texts["email"]
-    assert "GENDER_MISMATCH in 2 photo(s), AGE_OUTSIDE_CATEGORY in 1 photo(s)" in texts["email"]
+    assert ("Evidence: face (GENDER_MISMATCH in 2 photos, AGE_OUTSIDE_CATEGORY in 1 photo)."
+            in texts["email"])
     # the SMS is one GSM-7 segment: short, ASCII, no photo keys
     assert len(texts["sms"]) <= 160 and texts["sms"].isascii()
     assert "IMG_" not in texts["sms"] and "3631" in texts["sms"]
     assert request["MessageAttributes"]["alert_type"]["StringValue"] == "SUSPECT"
+    assert request["MessageAttributes"]["evidence"] == {"DataType": "String.Array",
+                                                        "StringValue": '["face"]'}
+
+
+def test_a_suspect_on_face_and_timing_evidence_names_both(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a runner with one photo against the face and two against the chip, one of which
+    # also shows no face, and counters as large as a race gets
+    event = copy.deepcopy(load_fixture("events/evidence_stream_suspect.json"))
+    image = event["Records"][0]["dynamodb"]["NewImage"]
+    del image["reason_AGE_OUTSIDE_CATEGORY"]
+    image.update({"inconsistent": {"N": "3"}, "reason_GENDER_MISMATCH": {"N": "1"},
+                  "reason_TIMING_MISMATCH": {"N": "2"}, "reason_NO_FACE_FOR_BIB": {"N": "1"}})
+    # when the suspect alert goes out
+    request = published_suspect_alert(event, monkeypatch)
+    texts = json.loads(request["Message"])
+    # then the e-mail says what each kind of evidence rests on, apart from other findings
+    assert ("Evidence: face (GENDER_MISMATCH in 1 photo) and timing (TIMING_MISMATCH in 2 "
+            "photos).") in texts["email"]
+    assert "Other findings in this runner's photos: NO_FACE_FOR_BIB in 1 photo." in (
+        texts["email"])
+    # and the SMS names both kinds and stays one short ASCII segment
+    assert texts["sms"] == ("racecheck: bib 3631 is a suspect: 3 of 3 photos inconsistent, "
+                            "evidence: face and timing. Details by email.")
+    assert len(texts["sms"]) <= 160 and texts["sms"].isascii()
+    assert request["MessageAttributes"]["evidence"]["StringValue"] == '["face", "timing"]'
+
+
+def test_the_suspect_sms_stays_one_segment_for_the_longest_bib_and_counts() -> None:
+    from racecheck.core.follow_up import SMS_LIMIT, suspect_alert
+
+    alert = suspect_alert({"bib": "X" * 40, "inconsistent": 123456, "consistent": 654321,
+                           "reason_GENDER_MISMATCH": 1, "reason_MISSED_CHECKPOINT": 5,
+                           "registered": {"name": "Zoë Ångström", "gender": "F"}})
+    assert len(alert["sms"]) <= SMS_LIMIT and alert["sms"].isascii()
+    assert alert["sms"].endswith("evidence: face and timing. Details by email.")
 
 
 def test_an_alerted_runner_is_not_alerted_again(monkeypatch: pytest.MonkeyPatch) -> None:

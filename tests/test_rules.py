@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from racecheck.core.photo_timing import MISSED_CHECKPOINT, TIMING_MISMATCH
 from racecheck.core.registry import Runner
 from racecheck.core.rules import (
     CONSISTENT,
@@ -14,14 +15,18 @@ from racecheck.core.rules import (
     FAIL,
     INCONSISTENT,
     PASS,
+    PHOTO_TIME_UNKNOWN,
     REJECTED,
     REVIEW,
     UNKNOWN,
     Decision,
+    PhotoTiming,
     decide_photo,
     error_decision,
+    evidence_kinds,
 )
 from racecheck.core.settings import Settings
+from racecheck.core.timing import Checkpoint
 
 WIDTH, HEIGHT = 1200, 800
 SETTINGS = Settings.from_cdk_json()
@@ -405,6 +410,96 @@ def test_decision_is_json_serializable_with_stable_reason_order() -> None:
     ]
 
 
+# ------------------------------------------------------------------------------ timing
+
+COURSE = tuple(Checkpoint(name, km) for name, km in
+               (("start", 0), ("10k", 10), ("half", 21.1), ("30k", 30), ("finish", 42.195)))
+GUN = 1_776_582_000.0  # 2026-04-19 07:00Z
+READS_3631 = {checkpoint.name: GUN + checkpoint.km * 300 for checkpoint in COURSE}
+
+
+def photo_at_km25(seconds: float | None, reads: dict[str, dict[str, float]] | None = None
+                  ) -> PhotoTiming:
+    return PhotoTiming(point_km=25, photo_seconds=seconds, course=COURSE,
+                       reads={"3631": READS_3631} if reads is None else reads)
+
+
+def test_a_photo_twenty_minutes_off_the_chip_is_a_timing_mismatch_for_review() -> None:
+    # given bib 3631 on a matching face, photographed at km 25 twenty minutes before its
+    # chip passed there
+    decision = decide([bib("3631", 600)], [face(600, "Male", 99.9, 25, 35)],
+                      [runner("3631", "M", 18, 39)],
+                      timing=photo_at_km25(GUN + 25 * 300 - 1200))
+    # then the photo goes to review, and the face's agreement does not outweigh it
+    assert decision.verdict == REVIEW
+    assert decision.reasons == [TIMING_MISMATCH]
+    (link,) = decision.links
+    assert link["outcome"] == INCONSISTENT
+    assert link["timing"]["difference_s"] == -1200.0
+    assert link["timing"]["before"] == {"checkpoint": "half", "time": "2026-04-19T08:45:30.000Z"}
+    assert decision.evidence == [{"bib": "3631", "outcome": INCONSISTENT,
+                                  "reasons": [TIMING_MISMATCH]}]
+    assert "taken 1200 s before the chip passed" in decision.summary
+
+
+def test_a_photo_that_fits_the_chip_adds_nothing_to_the_face_evidence() -> None:
+    # given the same photo taken when the chip passed, on a face without age or gender
+    # confirmation
+    decision = decide([bib("3631", 600)], [face(600, "Male", 60.0, 25, 35)],
+                      [runner("3631", "M", 18, 39)], timing=photo_at_km25(GUN + 25 * 300 + 40))
+    # then it passes; fitting the chip shows where the chip went, not who wore the bib
+    assert (decision.verdict, decision.reasons) == (PASS, [])
+    assert decision.links[0]["outcome"] == CONSISTENT  # the age range confirms
+    assert decision.links[0]["timing"]["findings"] == []
+
+
+def test_a_face_fail_and_a_timing_mismatch_are_reported_together() -> None:
+    decision = decide([bib("3631", 600)], [face(600, "Female", 99.9, 25, 35)],
+                      [runner("3631", "M", 18, 39)], timing=photo_at_km25(GUN))
+    assert decision.verdict == FAIL
+    assert decision.reasons == ["GENDER_MISMATCH", TIMING_MISMATCH]
+
+
+def test_a_registered_bib_without_any_chip_read_missed_the_checkpoints() -> None:
+    decision = decide([bib("3631", 600)], [face(600, "Male", 99.9, 25, 35)],
+                      [runner("3631", "M", 18, 39)], timing=photo_at_km25(GUN, reads={}))
+    assert (decision.verdict, decision.reasons) == (REVIEW, [MISSED_CHECKPOINT])
+    assert decision.evidence[0]["outcome"] == INCONSISTENT
+
+
+def test_an_unregistered_bib_without_a_chip_is_only_unregistered() -> None:
+    decision = decide([bib("777", 600)], [face(600, "Male", 99.9, 25, 35)], [],
+                      timing=photo_at_km25(GUN, reads={}))
+    assert decision.reasons == ["BIB_UNREGISTERED"]
+    assert "timing" not in decision.links[0]
+
+
+def test_a_photo_without_a_capture_time_says_the_chip_could_not_be_compared() -> None:
+    decision = decide([bib("3631", 600)], [face(600, "Male", 99.9, 25, 35)],
+                      [runner("3631", "M", 18, 39)], timing=photo_at_km25(None))
+    assert (decision.verdict, decision.reasons) == (PASS, [PHOTO_TIME_UNKNOWN])
+    assert decision.links[0]["outcome"] == CONSISTENT
+
+
+def test_a_bib_without_a_face_can_still_be_off_its_chip() -> None:
+    # given only the bib is visible (the wearer turned away): the bib itself was there
+    decision = decide([bib("3631", 600)], [], [runner("3631", "M", 18, 39)],
+                      timing=photo_at_km25(GUN))
+    assert decision.reasons == ["NO_FACE_FOR_BIB", TIMING_MISMATCH]
+    assert decision.evidence[0]["outcome"] == INCONSISTENT
+
+
+def test_evidence_kinds_name_what_a_suspect_rests_on() -> None:
+    # given a runner's evidence item with face and timing reason counters
+    evidence = {"bib": "3631", "inconsistent": 3, "reason_GENDER_MISMATCH": 1,
+                "reason_TIMING_MISMATCH": 2, "reason_NO_FACE_FOR_BIB": 4,
+                "reason_MISSED_CHECKPOINT": 0}
+    assert evidence_kinds(evidence) == {"face": {"GENDER_MISMATCH": 1},
+                                        "timing": {"TIMING_MISMATCH": 2}}
+    assert evidence_kinds({"reason_AGE_OUTSIDE_CATEGORY": 2}) == {
+        "face": {"AGE_OUTSIDE_CATEGORY": 2}}
+
+
 @pytest.mark.parametrize(("estimated", "confidence"),
                          [("Male", 99.9), ("Female", 99.9), ("Male", 60.0)])
 def test_a_non_binary_runner_is_never_judged_on_gender(estimated: str, confidence: float) -> None:
@@ -437,4 +532,3 @@ def test_a_gender_estimate_never_counts_as_consistent_for_a_non_binary_runner() 
     assert registered_x.links[0]["outcome"] == UNKNOWN
     assert registered_x.evidence == [{"bib": "12", "outcome": UNKNOWN,
                                       "reasons": ["AGE_UNKNOWN"]}]
-

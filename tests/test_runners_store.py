@@ -9,6 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from racecheck.core.dynamodb_batches import UnprocessedItemsError
 from racecheck.core.registry import Runner, parse_runners_csv
 from racecheck.core.runners_store import (
     ADDED,
@@ -16,7 +17,6 @@ from racecheck.core.runners_store import (
     UPDATED,
     Change,
     ImportPlan,
-    RunnersStoreError,
     history_of,
     import_runners,
     load_runners,
@@ -156,7 +156,7 @@ def test_persistently_unprocessed_items_raise() -> None:
             return {"UnprocessedItems": RequestItems}
 
     # when imported / then the failure is loud
-    with pytest.raises(RunnersStoreError, match="still unprocessed"):
+    with pytest.raises(UnprocessedItemsError, match="still unprocessed"):
         import_runners(
             many_runners(3), table_name=TABLE, dynamodb_client=Throttled(), sleep=no_sleep
         )
@@ -304,6 +304,6 @@ def test_a_batch_that_stays_unprocessed_stops_a_parallel_import_loudly() -> None
             return {"UnprocessedItems": RequestItems}
 
     # when 100 items are written 4 batches at a time / then the failure is raised
-    with pytest.raises(RunnersStoreError, match="still unprocessed"):
+    with pytest.raises(UnprocessedItemsError, match="still unprocessed"):
         write_items([runner.to_item() for runner in many_runners(100)], table_name=TABLE,
                     dynamodb_client=Throttled(), sleep=no_sleep, workers=4)

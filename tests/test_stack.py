@@ -175,7 +175,7 @@ def test_given_default_context_when_synthesized_then_resource_counts_match_the_d
         "AWS::Lambda::Permission": 1,
         "AWS::Lambda::EventSourceMapping": 3,
         "AWS::StepFunctions::StateMachine": 1,
-        "AWS::DynamoDB::Table": 4,
+        "AWS::DynamoDB::Table": 5,
         "AWS::S3::Bucket": 2,
         "AWS::SNS::Topic": 1,
         "AWS::SNS::Subscription": 0,
@@ -542,7 +542,7 @@ def test_given_the_tables_then_keys_index_billing_recovery_and_encryption_match_
         for table in of_type(resources, "AWS::DynamoDB::Table").values()
         if [k["AttributeName"] for k in table["Properties"]["KeySchema"]] == ["bib"]
     ]
-    assert len(bib_tables) == 2, "runners and evidence are both keyed by bib"
+    assert len(bib_tables) == 3, "runners, evidence and timing are all keyed by bib"
     for table in [results, *bib_tables]:
         assert table["BillingMode"] == "PAY_PER_REQUEST"
         assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -614,6 +614,8 @@ def test_given_the_functions_then_runtime_arch_tracing_and_environment_match_the
     decide = resources[function_id(resources, "decide")]["Properties"]["Environment"]["Variables"]
     runners_id = logical_id(decide["RUNNERS_TABLE_NAME"])
     assert runners_id.startswith("TablesRunners")
+    assert logical_id(decide["TIMING_TABLE_NAME"]).startswith("TablesTiming")
+    assert json.loads(decide["PHOTO_POINTS"]) == {"points": []}
 
     digest = resources[function_id(resources, "digest")]["Properties"]["Environment"]["Variables"]
     assert logical_id(digest["RESULTS_TABLE_NAME"]) == results_table_id(resources)
@@ -649,11 +651,11 @@ def test_given_the_handlers_then_each_role_holds_exactly_its_grants(
     resources: dict[str, Any],
 ) -> None:
     bucket = logical_id_of_ingest_bucket(resources)
-    runners = logical_id(
-        resources[function_id(resources, "decide")]["Properties"]["Environment"]["Variables"][
-            "RUNNERS_TABLE_NAME"
-        ]
-    )
+    decide_environment = resources[function_id(resources, "decide")]["Properties"][
+        "Environment"
+    ]["Variables"]
+    runners = logical_id(decide_environment["RUNNERS_TABLE_NAME"])
+    timing = logical_id(decide_environment["TIMING_TABLE_NAME"])
     xray = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
     read_photo = {("s3:GetObject", f"{bucket}/*"), ("s3:GetObjectVersion", f"{bucket}/*")}
     # every Rekognition call first takes a slot of the shared quota
@@ -663,7 +665,12 @@ def test_given_the_handlers_then_each_role_holds_exactly_its_grants(
         "moderate": rekognition | {("rekognition:DetectModerationLabels", "*")},
         "read_bibs": rekognition | {("rekognition:DetectText", "*")},
         "analyze_faces": rekognition | {("rekognition:DetectFaces", "*")},
-        "decide": xray | {("dynamodb:GetItem", runners), ("dynamodb:BatchGetItem", runners)},
+        "decide": xray
+        | {
+            ("dynamodb:GetItem", runners),
+            ("dynamodb:BatchGetItem", runners),
+            ("dynamodb:BatchGetItem", timing),
+        },
         "digest": xray | digest_grants(resources),
         "start_checks": xray | consumer_grants(resources),
         "follow_up": xray | stream_grants(resources, results_table_id(resources))
@@ -882,6 +889,22 @@ def context_getter(overrides: dict[str, Any]) -> Any:
         ({"photo_expiry_days": "-3"}, "photo_expiry_days"),
         ({"ingest_prefix": "/uploads"}, "ingest_prefix"),
         ({"racecheck": "{not json"}, "racecheck"),
+        ({"photo_points": "{not json"}, "photo_points"),
+        ({"photo_points": {"points": [{"prefix": "km10/", "km": 10}]}}, "no utc_offset"),
+        (
+            {"photo_points": {"utc_offset": "+2", "points": [{"prefix": "a/", "km": 1}]}},
+            "utc_offset",
+        ),
+        ({"photo_points": {"utc_offset": "+02:00", "points": [{"prefix": "a/"}]}}, "points[0]"),
+        (
+            {
+                "photo_points": {
+                    "utc_offset": "+02:00",
+                    "points": [{"prefix": f"km{km}/camera-{km}/", "km": km} for km in range(60)],
+                }
+            },
+            "fewer points",
+        ),
     ],
 )
 def test_given_a_bad_context_value_when_read_then_the_error_names_it(
@@ -897,6 +920,33 @@ def test_given_cli_strings_when_read_then_they_are_parsed() -> None:
     assert config.notify_emails == ("a@b.org", "c@d.org")
     assert config.notify_sms_numbers == ("+15551234567",)
     assert config.ingest_prefix == "uploads/"
+
+
+def test_given_photo_points_when_synthesized_then_decide_gets_them_with_every_offset() -> None:
+    # given photo points as -c would pass them: a JSON string, one point with its own offset
+    raw = json.dumps(
+        {
+            "utc_offset": "+02:00",
+            "points": [
+                {"prefix": "km10/", "km": 10},
+                {"prefix": "finish/cam-a/", "km": 42.195, "clock_offset_s": -12.5,
+                 "utc_offset": "+01:00"},
+            ],
+        }
+    )
+    _, stack = build_app(context_overrides={"photo_points": raw})
+    resources = dict(Template.from_stack(stack).to_json()["Resources"])
+    # then the Decide function reads them back, each point with its offsets spelled out
+    variables = resources[function_id(resources, "decide")]["Properties"]["Environment"][
+        "Variables"
+    ]
+    assert json.loads(variables["PHOTO_POINTS"]) == {
+        "points": [
+            {"prefix": "km10/", "km": 10.0, "clock_offset_s": 0.0, "utc_offset": "+02:00"},
+            {"prefix": "finish/cam-a/", "km": 42.195, "clock_offset_s": -12.5,
+             "utc_offset": "+01:00"},
+        ]
+    }
 
 
 def test_given_an_out_of_range_setting_when_synthesized_then_synth_fails_clearly() -> None:

@@ -8,16 +8,22 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 
+from racecheck.core.photo_timing import PhotoPoints
+from racecheck.core.records import from_attribute_values
 from racecheck.core.registry import parse_runners_csv
+from racecheck.core.rules import evidence_kinds
 from racecheck.core.runners_store import import_runners, plan_import, read_items, write_items
 from racecheck.core.settings import Settings
+from racecheck.core.timing import Checkpoint, RaceTiming
+from racecheck.core.timing_store import import_timing
 from racecheck.local.environment import CONSUMER, Delivery, LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionError
-from tests.conftest import load_fixture, make_jpeg
+from tests.conftest import camera_exif, load_fixture, make_jpeg
 
 RUNNERS_CSV = """bib,gender,age_category,name
 3631,M,18-39,Tom
@@ -480,7 +486,8 @@ def test_two_inconsistent_photos_make_one_suspect_alert(
     assert len(suspect_alerts) == 1
     assert "km0.jpg" in suspect_alerts[0]["message"]
     assert "km1.jpg" in suspect_alerts[0]["message"]
-    assert "GENDER_MISMATCH in 2 photo(s)" in suspect_alerts[0]["message"]
+    assert "Evidence: face (GENDER_MISMATCH in 2 photos)." in suspect_alerts[0]["message"]
+    assert suspect_alerts[0]["attributes"]["evidence"] == '["face"]'
     assert len([a for a in alerts if a["attributes"]["alert_type"] == "PHOTO"]) == 3
 
 
@@ -544,3 +551,43 @@ def test_a_mass_start_photo_keeps_every_state_well_under_256_kb(settings: Settin
     largest = max(sizes.values())
     print(f"largest state payload: {largest} bytes ({max(sizes, key=sizes.__getitem__)})")
     assert largest < 262_144 * 0.6, sizes
+
+
+def test_photos_off_the_chip_make_a_suspect_on_timing_evidence(
+    settings: Settings, rekognition: ScriptedRekognition, retry_sleeps: list[float]
+) -> None:
+    # given photos under km25/ placed at km 25, and bib 3631's chip passing there at
+    # 11:07:00 local time (between its half and 30k reads)
+    points = PhotoPoints.from_raw(
+        {"utc_offset": "+02:00", "points": [{"prefix": "km25/", "km": 25}]}
+    )
+    course = (Checkpoint("start", 0), Checkpoint("half", 21.1), Checkpoint("30k", 30))
+    reads = {name: datetime.fromisoformat(f"2026-04-19T{clock}+02:00").timestamp()
+             for name, clock in (("start", "09:02:00"), ("half", "10:47:30"),
+                                 ("30k", "11:32:00"))}
+    with local_stack(settings=settings, backend=rekognition, photo_points=points) as stack:
+        register(stack, "3631,M,18-39,Tom")
+        import_timing(RaceTiming(course=course, reads={"3631": reads}),
+                      table_name=stack.names.timing_table, dynamodb_client=stack.dynamodb)
+            # when his face (which fits) is photographed on time, then twice 15+ minutes early,
+        # each photo dropped in and the pipeline (queue, state machine, streams) settled
+        verdicts = []
+        for key, taken in (("km25/on time.jpg", "2026:04:19 11:07:10"),
+                           ("km25/early.jpg", "2026:04:19 10:52:00"),
+                           ("km25/earlier.jpg", "2026:04:19 10:50:00")):
+            rekognition.script(key, **CLEAN_MALE)
+            _, record = check(stack, key, make_jpeg(exif=camera_exif(taken)))
+            verdicts.append((record["verdict"], record["reasons"]))
+        evidence = from_attribute_values(stack.dynamodb.get_item(
+            TableName=stack.names.evidence_table, Key={"bib": {"S": "3631"}})["Item"])
+        alerts = stack.drain_alerts()
+    # then the early photos go to review, and timing evidence alone makes him a suspect
+    assert verdicts == [("PASS", []), ("REVIEW", ["TIMING_MISMATCH"]),
+                        ("REVIEW", ["TIMING_MISMATCH"])]
+    assert (evidence["inconsistent"], evidence["consistent"]) == (2, 1)
+    assert evidence_kinds(evidence) == {"timing": {"TIMING_MISMATCH": 2}}
+    (suspect,) = alerts  # REVIEW photos are left to the digest: the one alert is the suspect
+    assert suspect["attributes"]["alert_type"] == "SUSPECT"
+    assert suspect["attributes"]["evidence"] == '["timing"]'
+    assert "Evidence: timing (TIMING_MISMATCH in 2 photos)." in suspect["message"]
+    assert "km25/early.jpg" in suspect["message"] and "on time.jpg" not in suspect["message"]

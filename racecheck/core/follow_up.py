@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from racecheck.core.records import from_attribute_values, to_attribute_values
+from racecheck.core.rules import evidence_kinds
 from racecheck.core.settings import Settings
 
 BIB_ITEM_PREFIX = "bib#"
@@ -200,34 +201,62 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 
 
+def _photos(count: int) -> str:
+    return f"{count} photo" if count == 1 else f"{count} photos"
+
+
+def _counted(counts: Mapping[str, int]) -> str:
+    """``GENDER_MISMATCH in 2 photos, AGE_OUTSIDE_CATEGORY in 1 photo``: most photos first."""
+    ordered = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
+    return ", ".join(f"{code} in {_photos(count)}" for code, count in ordered)
+
+
+def _and(parts: Sequence[str]) -> str:
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
 def suspect_alert(evidence: Mapping[str, Any]) -> dict[str, str]:
-    """Subject, full message (email) and one-segment SMS for a runner under suspicion."""
+    """Subject, full message (email) and one-segment SMS for a runner under suspicion.
+
+    Both say which kinds of evidence the suspicion rests on (face, timing or both), so the
+    official knows whether to open the photos or the timing report first.
+    """
     bib = str(evidence["bib"])
     inconsistent = int(evidence.get("inconsistent") or 0)
     consistent = int(evidence.get("consistent") or 0)
-    reason_counts = sorted(
-        ((name.removeprefix("reason_"), int(count)) for name, count in evidence.items()
-         if name.startswith("reason_") and count),
-        key=lambda pair: (-pair[1], pair[0]))
+    kinds = evidence_kinds(evidence)
+    by_kind = [f"{kind} ({_counted(codes)})" for kind, codes in kinds.items()]
+    evidence_codes = {code for codes in kinds.values() for code in codes}
+    # The other findings (face quality, no face, ...), counted over all the runner's photos.
+    others = {name.removeprefix("reason_"): int(count) for name, count in evidence.items()
+              if name.startswith("reason_") and count}
+    for code in evidence_codes:
+        others.pop(code, None)
     photos: Sequence[str] = sorted(evidence.get("inconsistent_photos") or [])
+    estimated = ("Machine estimates of age and gender, and timing comparisons,"
+                 if "timing" in kinds else "Machine estimates of age and gender")
     lines = [
         f"racecheck SUSPECT: bib {bib}, {_runner(evidence.get('registered'))}.",
         f"Inconsistent photos: {inconsistent}, consistent photos: {consistent}.",
-        "Evidence: " + (", ".join(f"{code} in {count} photo(s)" for code, count in reason_counts)
-                        or "none recorded"),
+        f"Evidence: {_and(by_kind) or 'none recorded'}.",
+    ]
+    if others:
+        lines.append(f"Other findings in this runner's photos: {_counted(others)}.")
+    lines += [
         "",
         "Review these photos before any decision:",
         *[f"- s3://{photo}" for photo in photos],
         "",
-        "Machine estimates of age and gender are evidence for a human reviewer, not proof.",
+        f"{estimated} are evidence for a human reviewer, not proof.",
     ]
     sms = _ascii(f"racecheck: bib {bib[:12]} is a suspect: {inconsistent} of "
-                 f"{inconsistent + consistent} photos disagree with the registration. "
-                 "Details by email.")
+                 f"{inconsistent + consistent} photos inconsistent, evidence: "
+                 f"{_and(list(kinds)) or 'none'}. Details by email.")
     return {
         "subject": _ascii(f"racecheck SUSPECT: bib {bib}")[:99],
         "message": "\n".join(lines),
         "sms": sms[:SMS_LIMIT],
+        "kinds_json": json.dumps(list(kinds)),
     }
 
 
@@ -248,6 +277,9 @@ def alert_suspect(evidence: Mapping[str, Any], *, dynamodb: Any, sns: Any, evide
             "alert_type": {"DataType": "String", "StringValue": SUSPECT_ALERT},
             "verdict": {"DataType": "String", "StringValue": SUSPECT_ALERT},
             "bib": {"DataType": "String", "StringValue": str(evidence["bib"])},
+            # ["face"], ["timing"] or both: a subscription can filter on what it rests on.
+            **({"evidence": {"DataType": "String.Array", "StringValue": alert["kinds_json"]}}
+               if alert["kinds_json"] != "[]" else {}),
         },
     )
     try:

@@ -38,6 +38,13 @@ REVIEW
     faces away);
     ``SAME_BIB_TWICE`` one number on two bibs linked to two different faces (copied bib, or
     a misread).
+    With timing data and a photo point for the photo (see ``racecheck.core.photo_timing``):
+    ``TIMING_MISMATCH`` the photo's time is further from the time the bib's chip passed the
+    photo point than the tolerance (someone else wore the bib, or the chip went with
+    someone else); ``MISSED_CHECKPOINT`` the bib is photographed past mats none of which
+    read its chip (joined the course late, a copied bib without chip, or the chip is
+    elsewhere). An unregistered bib without any chip read gets neither: it is a
+    ``BIB_UNREGISTERED`` already.
 caps FAIL at REVIEW
     ``LOW_CONFIDENCE`` the linked face has a quality problem, given alongside as
     ``FACE_SUNGLASSES``, ``FACE_OCCLUDED``, ``FACE_LOW_CONFIDENCE`` (below
@@ -46,7 +53,9 @@ PASS (information only)
     ``NO_BIB`` no bib in the photo; ``NO_FACE_FOR_BIB`` no face sits above the bib (wearer
     turned away, out of frame); ``AMBIGUOUS_LINK`` two faces fit the bib about equally, so
     it is left unlinked rather than guessed; ``GENDER_UNCERTAIN`` the estimate differs but
-    below ``gender_review_confidence``; ``AGE_UNKNOWN`` the face has no age estimate.
+    below ``gender_review_confidence``; ``AGE_UNKNOWN`` the face has no age estimate;
+    ``PHOTO_TIME_UNKNOWN`` the photo has a photo point and its bibs have timing data, but
+    the photo has no EXIF capture time, so the chip could not be compared.
 
 A photo without any bib is PASS with ``NO_BIB``: it is not suspicious, and a separate
 verdict would only add a state for alerts to ignore. Likewise a bib whose wearer cannot be
@@ -57,12 +66,15 @@ skipped (never ``GENDER_MISMATCH`` or ``GENDER_UNCERTAIN``, and the gender estim
 counts as a confirmation); the age is compared as for everyone.
 
 Per bib the decision also states the outcome for the evidence counters across photos:
-``inconsistent`` when a mismatch finding exists (``GENDER_MISMATCH``,
-``AGE_OUTSIDE_CATEGORY``, ``ONE_RUNNER_SEVERAL_BIBS``, ``SAME_BIB_TWICE``), else
-``consistent`` when the face confirms gender (at >= ``gender_review_confidence``) or age,
-else ``unknown``. Face quality problems cap the verdict but do not change the outcome: the
-counters decide over several photos. ``Decision.evidence`` merges the links that carry the
-same number (one entry per number, the worst outcome wins).
+``inconsistent`` when a mismatch finding exists (face evidence: ``GENDER_MISMATCH``,
+``AGE_OUTSIDE_CATEGORY``, ``ONE_RUNNER_SEVERAL_BIBS``, ``SAME_BIB_TWICE``; timing evidence:
+``TIMING_MISMATCH``, ``MISSED_CHECKPOINT``), else ``consistent`` when the face confirms
+gender (at >= ``gender_review_confidence``) or age, else ``unknown``. A photo whose time
+fits the chip is not counted as consistent: it shows the bib travelled with its chip, not
+who wore either (a mule's photos fit every chip he carries). Face quality problems cap the
+verdict but do not change the outcome: the counters decide over several photos.
+``Decision.evidence`` merges the links that carry the same number (one entry per number, the
+worst outcome wins).
 """
 
 from __future__ import annotations
@@ -73,8 +85,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from racecheck.core.linking import AMBIGUOUS, link_bibs_to_faces
+from racecheck.core.photo_timing import MISSED_CHECKPOINT, TIMING_MISMATCH, check_passing
 from racecheck.core.registry import NON_BINARY, Runner
 from racecheck.core.settings import Settings
+from racecheck.core.timing import Checkpoint
 
 PASS = "PASS"
 REVIEW = "REVIEW"
@@ -108,10 +122,15 @@ AGE_UNKNOWN = "AGE_UNKNOWN"
 NO_BIB = "NO_BIB"
 NO_FACE_FOR_BIB = "NO_FACE_FOR_BIB"
 AMBIGUOUS_LINK = "AMBIGUOUS_LINK"
+PHOTO_TIME_UNKNOWN = "PHOTO_TIME_UNKNOWN"
 
 MISMATCH_CODES = frozenset(
     {GENDER_MISMATCH, AGE_OUTSIDE_CATEGORY, ONE_RUNNER_SEVERAL_BIBS, SAME_BIB_TWICE}
 )
+TIMING_CODES = frozenset({TIMING_MISMATCH, MISSED_CHECKPOINT})
+# The kinds of evidence a suspect can rest on, by the reason codes that make a photo
+# inconsistent: what the suspect alert should name.
+EVIDENCE_KINDS = {"face": MISMATCH_CODES, "timing": TIMING_CODES}
 
 # Rekognition's Quality.Sharpness runs 0..100; below this a face is too blurred to judge.
 # Candidate for a setting (``face_min_sharpness``).
@@ -139,6 +158,16 @@ class Decision:
         }
 
 
+@dataclass(frozen=True)
+class PhotoTiming:
+    """Where and when the photo was taken, and the chip reads of its bibs."""
+
+    point_km: float
+    photo_seconds: float | None  # POSIX seconds, clock offset taken off; None without EXIF
+    course: tuple[Checkpoint, ...]
+    reads: Mapping[str, Mapping[str, float]]  # bibs without any read are absent
+
+
 def worst(verdicts: Iterable[str]) -> str:
     return max(verdicts, key=VERDICTS_BY_SEVERITY.index, default=PASS)
 
@@ -157,7 +186,8 @@ def decide_photo(*, image: Mapping[str, Any] | None, moderation: Mapping[str, An
                  bibs: Sequence[Mapping[str, Any]] | None,
                  faces: Sequence[Mapping[str, Any]] | None, runners: Mapping[str, Runner],
                  settings: Settings, image_width: int | None = None,
-                 image_height: int | None = None) -> Decision:
+                 image_height: int | None = None, timing: PhotoTiming | None = None
+                 ) -> Decision:
     if image is None:
         return error_decision([IMAGE_NOT_CHECKED])
     if not image.get("accepted"):
@@ -186,6 +216,8 @@ def decide_photo(*, image: Mapping[str, Any] | None, moderation: Mapping[str, An
         for raw in raw_links
     ]
     _flag_shared_faces_and_numbers(links)
+    if timing is not None:
+        _compare_with_chips(links, timing)
     verdict = worst(link["verdict"] for link in links)
     reasons = unique(code for link in links for code in link["findings"])
     return Decision(
@@ -351,6 +383,39 @@ def _flag_shared_faces_and_numbers(links: list[dict[str, Any]]) -> None:
             link["outcome"] = INCONSISTENT
 
 
+def _compare_with_chips(links: list[dict[str, Any]], timing: PhotoTiming) -> None:
+    for link in links:
+        times = timing.reads.get(link["bib"])
+        if times is None and link["registered"] is None:
+            continue
+        if timing.photo_seconds is None:
+            link["findings"] = unique([*link["findings"], PHOTO_TIME_UNKNOWN])
+            continue
+        check = check_passing(course=timing.course, times=times, point_km=timing.point_km,
+                              photo_seconds=timing.photo_seconds)
+        link["timing"] = check.to_dict()
+        if check.findings:
+            link["findings"] = unique([*link["findings"], *check.findings])
+            link["verdict"] = worst([link["verdict"], REVIEW])
+            link["outcome"] = INCONSISTENT
+
+
+def evidence_kinds(evidence: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """What a runner's inconsistent photos rest on, per kind of evidence, for the alert.
+
+    ``evidence`` is the runner's evidence item (plain values), whose ``reason_<CODE>``
+    counters count photos per reason: ``{"face": {"GENDER_MISMATCH": 2}, "timing":
+    {"TIMING_MISMATCH": 1}}``; kinds without any count are left out.
+    """
+    kinds: dict[str, dict[str, int]] = {}
+    for kind, codes in EVIDENCE_KINDS.items():
+        counts = {code: int(evidence[f"reason_{code}"]) for code in sorted(codes)
+                  if int(evidence.get(f"reason_{code}") or 0) > 0}
+        if counts:
+            kinds[kind] = counts
+    return kinds
+
+
 def _registered(runner: Runner | None) -> dict[str, Any] | None:
     if runner is None:
         return None
@@ -400,7 +465,10 @@ def _describe(link: Mapping[str, Any]) -> str:
 def _summary(verdict: str, links: Sequence[Mapping[str, Any]]) -> str:
     flagged = [link for link in links if link["verdict"] == verdict and verdict != PASS]
     if flagged:
-        parts = [f"{_describe(link)}: {', '.join(link['findings'])}" for link in flagged]
+        parts = [f"{_describe(link)}: {', '.join(link['findings'])}"
+                 + (f" ({link['timing']['summary']})"
+                    if TIMING_CODES.intersection(link["findings"]) else "")
+                 for link in flagged]
         return f"{verdict}: " + "; ".join(parts) + "."
     outcomes = Counter(link["outcome"] for link in links)
     return (f"PASS: {len(links)} bib(s), {outcomes[CONSISTENT]} consistent with the "

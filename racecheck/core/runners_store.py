@@ -32,18 +32,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from racecheck.core.dynamodb_batches import WriteResult, get_items, put_items
 from racecheck.core.registry import Runner
 
-BATCH_WRITE_LIMIT = 25
-BATCH_GET_LIMIT = 100
-MAX_ATTEMPTS = 8
-BACKOFF_SECONDS = 0.05
 # Requests in flight during an import. Each one is a round trip from the operator's machine;
 # 8 keeps a new on-demand table (4,000 writes/s at first) busy without throttling it.
 DEFAULT_WORKERS = 8
@@ -56,18 +52,6 @@ HISTORY = "history"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-class RunnersStoreError(RuntimeError):
-    """DynamoDB kept items or keys unprocessed after every retry."""
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    table_name: str
-    written: int
-    batches: int
-    retries: int
 
 
 @dataclass(frozen=True)
@@ -173,7 +157,7 @@ def from_dynamodb_item(item: dict[str, Any]) -> Runner:
 
 def import_runners(runners: Sequence[Runner], *, table_name: str,
                    dynamodb_client: Any = None,
-                   sleep: Callable[[float], None] = time.sleep) -> ImportResult:
+                   sleep: Callable[[float], None] = time.sleep) -> WriteResult:
     """Put every runner whole, without reading the table first (a fresh table's import)."""
     _refuse_repeated_bibs(runners)
     return write_items([runner.to_item() for runner in runners], table_name=table_name,
@@ -198,68 +182,22 @@ def read_items(*, table_name: str, dynamodb_client: Any = None) -> dict[str, dic
 def write_items(items: Sequence[Mapping[str, Any]], *, table_name: str,
                 dynamodb_client: Any = None, sleep: Callable[[float], None] = time.sleep,
                 workers: int = DEFAULT_WORKERS,
-                on_written: Callable[[int], None] | None = None) -> ImportResult:
-    """Put the items in batches of 25, ``workers`` batches in flight; ``on_written`` gets
-    the number of items of each batch as it completes."""
-    client = dynamodb_client or _default_client()
-    requests = [{"PutRequest": {"Item": _serialize(item)}} for item in items]
-    batches = [requests[start:start + BATCH_WRITE_LIMIT]
-               for start in range(0, len(requests), BATCH_WRITE_LIMIT)]
-
-    def write(batch: list[dict[str, Any]]) -> int:
-        """Send one batch until DynamoDB has taken all of it; returns the retries needed."""
-        pending = batch
-        for attempt in range(MAX_ATTEMPTS):
-            response = client.batch_write_item(RequestItems={table_name: pending})
-            pending = response.get("UnprocessedItems", {}).get(table_name, [])
-            if not pending:
-                return attempt
-            sleep(BACKOFF_SECONDS * 2**attempt)
-        raise RunnersStoreError(
-            f"{len(pending)} runner(s) still unprocessed after {MAX_ATTEMPTS} attempts")
-
-    retries = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers),
-                            thread_name_prefix="runners-import") as pool:
-        futures = {pool.submit(write, batch): len(batch) for batch in batches}
-        try:
-            for future in as_completed(futures):
-                retries += future.result()
-                if on_written:
-                    on_written(futures[future])
-        except BaseException:
-            # Stop sending batches not yet started; a re-run completes the import.
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return ImportResult(table_name=table_name, written=len(requests), batches=len(batches),
-                        retries=retries)
+                on_written: Callable[[int], None] | None = None) -> WriteResult:
+    """Put the items (plain values) in batches of 25, ``workers`` batches in flight;
+    ``on_written`` gets the number of items of each batch as it completes."""
+    return put_items([_serialize(item) for item in items], table_name=table_name,
+                     client=dynamodb_client or _default_client(), sleep=sleep, workers=workers,
+                     on_written=on_written)
 
 
 def load_runners(bibs: Iterable[str], *, table_name: str, dynamodb_client: Any = None,
                  sleep: Callable[[float], None] = time.sleep) -> dict[str, Runner]:
     """Registered runners for the given bibs; bibs not in the table, or removed, are absent."""
     wanted = list(dict.fromkeys(str(bib) for bib in bibs))
-    client = dynamodb_client or _default_client()
-    runners: dict[str, Runner] = {}
-    for start in range(0, len(wanted), BATCH_GET_LIMIT):
-        keys: list[dict[str, Any]] = [{"bib": {"S": bib}}
-                                      for bib in wanted[start:start + BATCH_GET_LIMIT]]
-        for attempt in range(MAX_ATTEMPTS):
-            response = client.batch_get_item(RequestItems={table_name: {"Keys": keys}})
-            for item in response.get("Responses", {}).get(table_name, []):
-                if REMOVED_AT in item:
-                    continue
-                runner = from_dynamodb_item(item)
-                runners[runner.bib] = runner
-            keys = response.get("UnprocessedKeys", {}).get(table_name, {}).get("Keys", [])
-            if not keys:
-                break
-            sleep(BACKOFF_SECONDS * 2**attempt)
-        else:
-            raise RunnersStoreError(
-                f"{len(keys)} bib(s) still unprocessed after {MAX_ATTEMPTS} attempts"
-            )
-    return runners
+    items = get_items([{"bib": {"S": bib}} for bib in wanted], table_name=table_name,
+                      client=dynamodb_client or _default_client(), sleep=sleep)
+    runners = (from_dynamodb_item(item) for item in items if REMOVED_AT not in item)
+    return {runner.bib: runner for runner in runners}
 
 
 def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from typing import Any
 from unittest import mock
 
 from racecheck.core.digest import BY_VERDICT_INDEX, DIGEST_ATTRIBUTES
+from racecheck.core.photo_timing import PHOTO_POINTS_ENV_VAR, PhotoPoints
 from racecheck.core.settings import REPOSITORY_ROOT, Settings
 from racecheck.core.throughput import Throughput
 from racecheck.local.rekognition import LocalRekognitionHook, RekognitionBackend
@@ -89,6 +90,7 @@ class LocalNames:
     results_table: str = f"{PREFIX}-results"
     runners_table: str = f"{PREFIX}-runners"
     evidence_table: str = f"{PREFIX}-evidence"
+    timing_table: str = f"{PREFIX}-timing"
     quota_table: str = f"{PREFIX}-quota"
     topic: str = f"{PREFIX}-alerts"
     alert_queue: str = f"{PREFIX}-alerts-capture"
@@ -612,7 +614,8 @@ def create_tables(dynamodb: Any, names: LocalNames) -> None:
         TableName=names.quota_table, BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "api", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "api", "AttributeType": string}])
-    for table, stream in ((names.runners_table, None), (names.evidence_table, "NEW_IMAGE")):
+    for table, stream in ((names.runners_table, None), (names.evidence_table, "NEW_IMAGE"),
+                          (names.timing_table, None)):
         dynamodb.create_table(
             TableName=table, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "bib", "KeyType": "HASH"}],
@@ -670,7 +673,8 @@ def _create_resources(clients: dict[str, Any], names: LocalNames,
 @contextmanager
 def local_stack(*, settings: Settings, backend: RekognitionBackend,
                 passthrough_rekognition: bool = False,
-                throughput: Throughput = LOCAL_THROUGHPUT) -> Iterator[LocalStack]:
+                throughput: Throughput = LOCAL_THROUGHPUT,
+                photo_points: PhotoPoints | None = None) -> Iterator[LocalStack]:
     """Start the emulated stack; the real handlers run in-process for every Lambda."""
     try:
         import boto3
@@ -741,6 +745,8 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
                     "rekognition_tps", "photo_check_seconds", "max_receives",
                     "requeue_delay_seconds")}),
             "RUNNERS_TABLE_NAME": names.runners_table,
+            "TIMING_TABLE_NAME": names.timing_table,
+            PHOTO_POINTS_ENV_VAR: (photo_points or PhotoPoints()).to_json(),
             "RESULTS_TABLE_NAME": names.results_table,
             "EVIDENCE_TABLE_NAME": names.evidence_table,
             "ALERT_TOPIC_ARN": resources.topic_arn,

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from racecheck.core.digest import compose_digest
+from racecheck.core.photo_timing import PhotoPoints
 from racecheck.core.registry import Runner
 from racecheck.core.settings import Settings
+from racecheck.core.timing import RaceTiming
 from racecheck.local.environment import Delivery, LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionBackend
 
@@ -155,7 +157,8 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                registered: Sequence[Runner] = (),
                in_flight: int = 2, passthrough_rekognition: bool = False,
                on_result: Callable[[dict[str, Any]], None] | None = None,
-               photos: Iterable[InputPhoto] | None = None) -> RunSummary:
+               photos: Iterable[InputPhoto] | None = None, timing: RaceTiming | None = None,
+               photo_points: PhotoPoints | None = None) -> RunSummary:
     """Check each photo as if it had been dropped into the ingest bucket.
 
     Each photo takes the deployed path: its event is queued, the queue consumer runs the
@@ -166,6 +169,7 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
     """
     from racecheck.core.registry import parse_runners_csv
     from racecheck.core.runners_store import import_runners
+    from racecheck.core.timing_store import import_timing
 
     to_check = list(photos) if photos is not None else collect_photos(inputs)
     runners = (parse_runners_csv(runners_csv.read_text(encoding="utf-8-sig"))
@@ -177,11 +181,15 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
     lines: list[dict[str, Any]] = []
     pollers = max(1, in_flight)
     with local_stack(settings=settings, backend=backend,
-                     passthrough_rekognition=passthrough_rekognition) as stack, \
+                     passthrough_rekognition=passthrough_rekognition,
+                     photo_points=photo_points) as stack, \
             (out_dir / RESULTS_FILE).open("w", encoding="utf-8") as results:
         if runners:
             import_runners(runners, table_name=stack.names.runners_table,
                            dynamodb_client=stack.dynamodb)
+        if timing is not None:
+            import_timing(timing, table_name=stack.names.timing_table,
+                          dynamodb_client=stack.dynamodb)
         feeder = _Feeder(stack, to_check, ahead=2 * pollers)
         # Pollers hand finished lines to this thread, which writes them and reports them:
         # Ctrl-C and the progress bar both live here.

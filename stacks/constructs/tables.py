@@ -1,4 +1,5 @@
-"""DynamoDB tables: results per photo (indexed by bib and by verdict), runners, evidence per bib."""
+"""DynamoDB tables: results per photo (indexed by bib and by verdict), runners, evidence per bib,
+and the chips' splits per bib."""
 
 from __future__ import annotations
 
@@ -73,3 +74,4 @@ class Tables(Construct):
         self.evidence = _table(
             self, "Evidence", partition="bib", stream=dynamodb.StreamViewType.NEW_IMAGE
         )
+        self.timing = _table(self, "Timing", partition="bib")
