@@ -533,7 +533,9 @@ def test_a_mass_start_photo_keeps_every_state_well_under_256_kb(settings: Settin
         assert stack.sync_executions is not None
         stack.sync_executions.keep_history = True
         _, record = stack.check("start-line.jpg", make_jpeg(1600, 1200))
-        (history,) = stack.sync_executions.histories
+        # (an execution that fails transiently, e.g. a task timing out on a loaded machine,
+        # is run again from the queue: every execution's states are measured)
+        history = [event for run in stack.sync_executions.histories for event in run]
     # then the photo is recorded with all it holds
     assert record is not None and record["verdict"] == "REVIEW"  # 80 unregistered bibs
     assert len(record["faces"]) == 100 and len(record["bibs"]) == 80
