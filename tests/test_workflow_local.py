@@ -21,7 +21,14 @@ from racecheck.core.runners_store import import_runners, plan_import, read_items
 from racecheck.core.settings import Settings
 from racecheck.core.timing import Checkpoint, RaceTiming
 from racecheck.core.timing_store import import_timing
-from racecheck.local.environment import CONSUMER, Delivery, LocalStack, local_stack
+from racecheck.local.environment import (
+    ASL_PATH,
+    CONSUMER,
+    LOCAL_TASK_TIMEOUT_SCALE,
+    Delivery,
+    LocalStack,
+    local_stack,
+)
 from racecheck.local.rekognition import RekognitionError
 from tests.conftest import camera_exif, load_fixture, make_jpeg
 
@@ -179,6 +186,40 @@ def test_no_bib_skips_face_analysis(stack: LocalStack, rekognition: ScriptedReko
     assert record["verdict"] == "PASS"
     assert "NO_BIB" in record["reasons"]
     assert rekognition.calls[("crowd.jpg", "DetectFaces")] == 0
+
+
+def test_local_tasks_get_longer_timeouts_than_the_deployed_ones(
+        stack: LocalStack, rekognition: ScriptedRekognition) -> None:
+    # given the deployed timeouts of the tasks, from the ASL file itself
+    states = json.loads(ASL_PATH.read_text(encoding="utf-8"))["States"]
+    deployed = {name: state["TimeoutSeconds"] for name, state in _all_states(states)
+                if state["Type"] == "Task"}
+    assert deployed and all(seconds < 60 for seconds in deployed.values())
+    rekognition.script("crowd.jpg", DetectModerationLabels="detect_moderation_clean",
+                       DetectText="detect_text_nothing")
+    assert stack.sync_executions is not None
+    stack.sync_executions.keep_history = True
+    # when a photo is checked offline
+    check(stack, "crowd.jpg", make_jpeg())
+    # then each task ran with its deployed timeout times the local scale: offline detectors
+    # and moto on a busy laptop are slow, not stuck
+    (history,) = stack.sync_executions.histories
+    entered = [event["stateEnteredEventDetails"]["name"] for event in history
+               if "stateEnteredEventDetails" in event]
+    timeouts = [event["taskScheduledEventDetails"]["timeoutInSeconds"] for event in history
+                if "taskScheduledEventDetails" in event]
+    ran = [name for name in entered if name in deployed]
+    assert ran[0] == "CheckImage" and len(ran) == len(timeouts) >= 5
+    assert timeouts == [deployed[name] * LOCAL_TASK_TIMEOUT_SCALE for name in ran]
+
+
+def _all_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in states.items():
+        yield name, state
+        for branch in state.get("Branches", []):
+            yield from _all_states(branch["States"])
+        if "ItemProcessor" in state:
+            yield from _all_states(state["ItemProcessor"]["States"])
 
 
 def test_registered_runner_matching_the_face_passes(

@@ -48,6 +48,13 @@ LOCAL_THROUGHPUT = Throughput(rekognition_tps=1000, photo_check_seconds=1, max_r
                               requeue_delay_seconds=0)
 # Longer than any local run takes: a message is never delivered twice at once.
 LOCAL_VISIBILITY_TIMEOUT_SECONDS = 3600
+# The ASL's TimeoutSeconds are sized for Lambda calling Rekognition and DynamoDB, which
+# answer in under a second. Locally the same Tasks run offline detectors and moto on a
+# laptop shared with other work: a call several times slower is normal, not a hang, and a
+# task moto times out keeps running in its thread while the photo is queued again, so one
+# slow moment snowballs into ERROR records. Locally every Task gets this many times its
+# deployed timeout (11 s -> 220 s), still a bound on a truly stuck task.
+LOCAL_TASK_TIMEOUT_SCALE = 20
 # A stream record that keeps failing is retried this often before it is set aside, as the
 # deployed event source sends it to its dead-letter queue after its retries.
 STREAM_RETRIES = 5
@@ -498,7 +505,21 @@ def _interpreter_speedups() -> list[Any]:
         patches.append(mock.patch.object(module, "boto_client_for", client_once))
     if not hasattr(ExecutionWorker, "_get_evaluation_entrypoint"):
         raise LocalSetupError("moto's ExecutionWorker changed: check the moto pin")
-    return [*patches, _dynamodb_error_names_as_on_aws()]
+    return [*patches, _dynamodb_error_names_as_on_aws(), _task_timeouts_scaled()]
+
+
+def _task_timeouts_scaled() -> Any:
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+
+    original = getattr(TimeoutSeconds, "_eval_seconds", None)
+    if original is None:
+        raise LocalSetupError("moto's TimeoutSeconds changed: check the moto pin")
+
+    def scaled(self: Any, env: Any) -> int:
+        seconds = int(original(self, env))
+        return seconds if self.is_default_value() else seconds * LOCAL_TASK_TIMEOUT_SCALE
+
+    return mock.patch.object(TimeoutSeconds, "_eval_seconds", scaled)
 
 
 def step_functions_error_name(service: str, error_code: str) -> str:
