@@ -68,13 +68,20 @@ _OPEN_LABEL = re.compile(r"^(?P<prefix>[A-Za-z]*)\s*(?P<low>\d{1,3})\s*\+$")
 _MAX_AGE = 120
 
 
-class RegistryError(ValueError):
-    """The registration list has bad rows; ``problems`` lists ``(line, message)``."""
+class BadRowsError(ValueError):
+    """A CSV file has bad rows; ``problems`` lists ``(line, message)``, all of them."""
 
-    def __init__(self, problems: list[tuple[int, str]]):
+    def __init__(self, what: str, problems: list[tuple[int, str]]):
         self.problems = problems
         lines = "\n".join(f"line {line}: {message}" for line, message in problems)
-        super().__init__(f"{len(problems)} problem(s) in the registration list:\n{lines}")
+        super().__init__(f"{len(problems)} problem(s) in the {what}:\n{lines}")
+
+
+class RegistryError(BadRowsError):
+    """The registration list has bad rows."""
+
+    def __init__(self, problems: list[tuple[int, str]]):
+        super().__init__("registration list", problems)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
 
+from racecheck.core.registry import BadRowsError
+
 CHECKPOINT_COLUMN = "checkpoint"
 KM_COLUMN = "km"
 BIB_COLUMN = "bib"
@@ -47,13 +49,8 @@ _WHITESPACE = re.compile(r"\s")
 _FIXED_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):?(\d{2})$")
 
 
-class TimingError(ValueError):
-    """A timing file has bad rows; ``problems`` lists ``(line, message)``."""
-
-    def __init__(self, what: str, problems: list[tuple[int, str]]):
-        self.problems = problems
-        lines = "\n".join(f"line {line}: {message}" for line, message in problems)
-        super().__init__(f"{len(problems)} problem(s) in the {what}:\n{lines}")
+class TimingError(BadRowsError):
+    """A timing file (checkpoints or splits) has bad rows."""
 
 
 @dataclass(frozen=True)
