@@ -397,6 +397,15 @@ def _details(record: Mapping[str, Any]) -> str:
             for m in misses
         )
         rows.append(f"<dt>Rejected text</dt><dd><ul>{items}</ul></dd>")
+    hints = [_as_dict(hint) for hint in _as_list(record.get("hints"))]
+    if hints:
+        items = "".join(
+            f"<li>{_e(hint.get('read', ''))} may be "
+            f"{_e(', '.join(str(number) for number in _as_list(hint.get('registered'))))} "
+            f'<span class="muted">{_e(hint.get("why", ""))}</span></li>'
+            for hint in hints
+        )
+        rows.append(f"<dt>Registered numbers nearby</dt><dd><ul>{items}</ul></dd>")
     labels = _as_list(record.get("moderation_labels"))
     if labels:
         items = "".join(

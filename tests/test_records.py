@@ -75,3 +75,23 @@ def test_alerts_say_registered_x_plainly_for_a_non_binary_runner(settings: Setti
     suspect = suspect_alert({"bib": "12", "inconsistent": 2, "consistent": 0,
                              "registered": entry["registered"]})
     assert suspect["message"].startswith("racecheck SUSPECT: bib 12, Sam Lee (X 60-69).")
+
+
+def test_the_record_keeps_the_registered_numbers_a_short_read_may_belong_to(
+        settings: Settings) -> None:
+    from racecheck.core.records import build_record
+    from racecheck.core.registry import Runner
+    from tests.test_rules import bib, decide
+
+    # given a race of 4-digit numbers, and a photo whose only read is the fragment 363
+    runners = [Runner(number, "F", 18, 39, "18-39") for number in ("3631", "3639", "5078")]
+    decision = decide([bib("363", 600)], [], runners, number_lengths={3: 1, 4: 999})
+    # when Decide shapes the record
+    record = build_record(
+        photo={"photo": "b/k.jpg", "version": "v1", "bucket": "b", "key": "k.jpg"},
+        decision=decision, image={"accepted": True}, moderation=None, text=None, faces=None,
+        settings=settings, recorded_at="2026-11-22T08:00:00Z", execution="e")
+    # then it is no bib, and the record names the runners whose bibs it may be part of
+    assert (record["verdict"], record["reasons"]) == ("PASS", ["SHORT_READ"])
+    assert record["hints"] == [{"read": "363", "why": "SHORT_READ", "registered": ["3631", "3639"]}]
+    assert from_attribute_values(to_attribute_values(record))["hints"] == record["hints"]

@@ -519,3 +519,20 @@ def test_given_a_non_binary_runner_when_written_then_the_card_says_registered_x_
     assert '<span class="muted">(not compared)</span>' in html_text
     assert '<tr class=""><th>Gender</th>' in html_text
     assert '<tr class="mismatch"><th>Age</th>' in html_text
+
+
+def test_given_a_short_read_near_registered_numbers_then_the_card_names_them(
+    tmp_path: Path,
+) -> None:
+    # given a photo whose only read, 363, is shorter than the race's bibs and one digit
+    # from two registered numbers (what Decide records as hints)
+    photos = tmp_path / "in"
+    write_photo(photos / "short.jpg")
+    record = full_record("short.jpg", "REVIEW", hints=[
+        {"read": "363", "why": "SHORT_READ", "registered": ["3631", "3639"]}])
+    # when written
+    page = write_review_page([record], photos_root=photos, out_dir=tmp_path / "out")
+    # then the reviewer is told which runners' bibs the fragment may belong to
+    text = " ".join(" ".join(parse(page).text).split())
+    assert "Registered numbers nearby" in text
+    assert "363 may be 3631, 3639 SHORT_READ" in text

@@ -148,6 +148,9 @@ def build_record(*, photo: Mapping[str, Any], decision: Any, image: Mapping[str,
         "image": dict(image or {}),
         "bibs": list((text or {}).get("bibs", [])),
         "near_misses": list((text or {}).get("near_misses", [])),
+        # near misses and short reads one digit from a few registered numbers: which
+        # runner's bib the reviewer may be looking at
+        "hints": [dict(hint) for hint in getattr(decision, "hints", [])],
         "faces": faces or [],
         "links": links,
         "evidence": evidence_entries(decision),
