@@ -8,12 +8,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.shared import logger, metrics, s3, settings, tracer
+from racecheck.core.aws_errors import transient_errors_renamed
 from racecheck.core.photo_source import check_photo
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@transient_errors_renamed
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     detail = event["detail"]
     photo, image = check_photo(

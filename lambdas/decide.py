@@ -9,7 +9,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.shared import dynamodb, logger, metrics, required_env, settings, tracer
-from racecheck.core.records import build_outcome
+from racecheck.core.aws_errors import transient_errors_renamed
+from racecheck.core.records import build_record, to_attribute_values
 from racecheck.core.rules import decide_photo
 from racecheck.core.runners_store import load_runners
 
@@ -23,6 +24,7 @@ def _result(state: dict[str, Any], step: str) -> dict[str, Any] | None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@transient_errors_renamed
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = event["state"]
     checked = _result(state, "check") or {}
@@ -40,13 +42,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         image=image, moderation=moderation, bibs=bibs, faces=faces, runners=runners,
         settings=settings(), image_width=image.get("width"), image_height=image.get("height"),
     )
-    # A metric per verdict rather than a dimension: dimensions persist across invocations.
-    metrics.add_metric(name=f"Photos{decision.verdict.title()}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="PhotosDecided", unit=MetricUnit.Count, value=1)
     logger.info("photo decided", extra={"verdict": decision.verdict,
                                         "reasons": decision.reasons})
-    return build_outcome(
+    record = build_record(
         photo=photo, decision=decision, image=image, moderation=moderation, text=text,
         faces=faces, settings=settings(),
         recorded_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         execution=event.get("execution", ""),
     )
+    # This result replaces the workflow's state (ResultPath "$"): the event, for the error
+    # path, and the record; the step results it was built from are not carried twice.
+    return {"detail": state["detail"],
+            "decision": {"verdict": decision.verdict, "item": to_attribute_values(record)}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from typing import Any
 
@@ -10,16 +11,28 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from botocore.config import Config
 
+from racecheck.core.quota import MAX_WAIT_SECONDS, QuotaLimiter
 from racecheck.core.settings import Settings
+from racecheck.core.throughput import Throughput
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-# Step Functions owns backoff (with jitter, inside the Express time limit); one quick SDK
-# retry here only smooths over a dropped connection.
+THROUGHPUT_ENV_VAR = "RACECHECK_THROUGHPUT"
+# Step Functions owns backoff (with jitter, inside the Express time limit) and the queue owns
+# the long waits; one quick SDK retry here only smooths over a dropped connection. The read
+# timeout leaves a slow Rekognition call and its one retry inside the task's time budget.
 _SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2},
-                     connect_timeout=5, read_timeout=30)
+                     connect_timeout=3, read_timeout=6)
+# Every Rekognition call takes a slot of the shared quota first (racecheck.core.quota); an
+# SDK retry would be a call without one, so retries are the state machine's and the queue's.
+_REKOGNITION_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1},
+                             connect_timeout=3, read_timeout=6)
+# StartSyncExecution answers when the run ends: up to Express's 5 minutes. No SDK retry: a
+# lost answer is the queue's to retry, not a second run started while the first goes on.
+_SYNC_EXECUTION_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1},
+                                connect_timeout=5, read_timeout=310)
 
 
 @functools.cache
@@ -28,8 +41,36 @@ def settings() -> Settings:
 
 
 @functools.cache
+def throughput() -> Throughput:
+    raw = required_env(THROUGHPUT_ENV_VAR)
+    try:
+        return Throughput(**json.loads(raw))
+    except (ValueError, TypeError) as error:
+        raise RuntimeError(f"{THROUGHPUT_ENV_VAR} is invalid: {error}") from error
+
+
+@functools.cache
 def rekognition() -> Any:
-    return boto3.client("rekognition", config=_SDK_CONFIG)
+    return boto3.client("rekognition", config=_REKOGNITION_CONFIG)
+
+
+@functools.cache
+def quota_limiter() -> QuotaLimiter | None:
+    """The shared Rekognition budget; None where no quota applies (offline detectors)."""
+    table = os.environ.get("QUOTA_TABLE_NAME")
+    if not table:
+        return None
+    return QuotaLimiter(dynamodb(), table=table,
+                        calls_per_second=throughput().calls_per_second,
+                        max_wait_seconds=MAX_WAIT_SECONDS)
+
+
+def take_rekognition_slot(api: str) -> None:
+    limiter = quota_limiter()
+    if limiter is not None:
+        waited = limiter.acquire(api)
+        if waited:
+            logger.debug("waited for a Rekognition slot", extra={"api": api, "seconds": waited})
 
 
 @functools.cache
@@ -45,6 +86,20 @@ def dynamodb() -> Any:
 @functools.cache
 def sns() -> Any:
     return boto3.client("sns", config=_SDK_CONFIG)
+
+
+@functools.cache
+def sqs() -> Any:
+    return boto3.client("sqs", config=_SDK_CONFIG)
+
+
+@functools.cache
+def stepfunctions() -> Any:
+    return boto3.client("stepfunctions", config=_SYNC_EXECUTION_CONFIG)
+
+
+CACHED = (settings, throughput, rekognition, quota_limiter, s3, dynamodb, sns, sqs,
+          stepfunctions)
 
 
 def required_env(name: str) -> str:

@@ -7,7 +7,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
@@ -63,6 +63,9 @@ def _print_summary(summary: Any, *, review_page: Path | None) -> None:
                f"(${PRICE_PER_CALL_USD['DetectText']:.3f} per image per API) that is "
                f"${summary.estimated_cost_usd:.4f}")
     click.echo(f"Alerts that would have been sent: {summary.alerts}")
+    if summary.follow_up_failures:
+        click.echo(f"Follow-ups set aside after every retry: {summary.follow_up_failures} "
+                   "(index entries, evidence or alerts are missing for those photos)")
     if summary.suspects:
         click.echo("Suspects (runners whose photos repeatedly disagree with their registration):")
         for suspect in summary.suspects:
@@ -86,6 +89,7 @@ def _run(inputs: Sequence[Path], *, out_dir: Path, runners: Path | None, detecto
     photos = collect_photos(inputs)
     if not photos:
         fail("no files to check in " + ", ".join(str(path) for path in inputs))
+    registered = [] if runners else _imported_runners(out_dir)
     settings = _settings()
     try:
         backend = make_backend(detector, jobs=jobs)
@@ -98,7 +102,8 @@ def _run(inputs: Sequence[Path], *, out_dir: Path, runners: Path | None, detecto
                                show_pos=True) as bar:
             summary = run_photos(
                 inputs=inputs, photos=photos, out_dir=out_dir, settings=settings,
-                backend=backend, runners_csv=runners, in_flight=max(2, jobs * 2),
+                backend=backend, runners_csv=runners, registered=registered,
+                in_flight=max(2, jobs * 2),
                 passthrough_rekognition=detector == "rekognition",
                 on_result=lambda _line: bar.update(1))
     except RegistryError as error:
@@ -111,6 +116,20 @@ def _run(inputs: Sequence[Path], *, out_dir: Path, runners: Path | None, detecto
             close()
     review_page = _write_review(out_dir, inputs, suspects=summary.suspects)
     return summary, review_page
+
+
+def _imported_runners(out_dir: Path) -> list[Any]:
+    """The registrations `racecheck runners import --local OUT` keeps, if any."""
+    from racecheck.local.runners_file import RunnersFileError, registered_runners, runners_path
+
+    try:
+        registered = registered_runners(out_dir)
+    except RunnersFileError as error:
+        fail(str(error))
+    if registered:
+        click.echo(f"Using the {len(registered)} runner(s) registered in "
+                   f"{runners_path(out_dir)}")
+    return registered
 
 
 def _write_review(out_dir: Path, inputs: Sequence[Path], *,
@@ -129,7 +148,8 @@ def _write_review(out_dir: Path, inputs: Sequence[Path], *,
 @click.argument("photos", nargs=-1, required=True,
                 type=click.Path(exists=True, path_type=Path))
 @click.option("--runners", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Registration CSV: bib,gender,age_category[,name,...].")
+              help="Registration CSV: bib,gender,age_category[,name,...] (default: "
+                   "OUT/runners.jsonl, kept by `racecheck runners import --local OUT`).")
 @click.option("--detector", type=click.Choice(["local", "rekognition"]), default="local",
               show_default=True,
               help="local: offline detectors; rekognition: the real API with your credentials.")
@@ -276,7 +296,7 @@ local_option = click.option(
 
 @main.group()
 def runners() -> None:
-    """The registration list: check it, import it into the runners table."""
+    """The registration list: check it, import it (AWS or --local), see its changes."""
 
 
 def _parse_runners(path: Path, race_date: date | None) -> list[Any]:
@@ -305,28 +325,164 @@ def runners_check(file: Path, race_date: Any) -> None:
 
         racecheck runners check runners.csv --race-date 2026-04-20
     """
+    from collections import Counter
+
     parsed = _parse_runners(file, race_date.date() if race_date else None)
-    click.echo(f"{file}: {len(parsed)} runner(s), all rows valid")
+    genders = Counter(runner.gender for runner in parsed)
+    by_gender = ", ".join(f"{gender} {genders[gender]}" for gender in "MFX" if genders[gender])
+    click.echo(f"{file}: {len(parsed)} runner(s), all rows valid ({by_gender or 'empty'})")
+
+
+def _registration_text(registration: dict[str, Any] | None) -> str:
+    if not registration:
+        return ""
+    name = f" {registration['name']}" if registration.get("name") else ""
+    return f"{registration.get('gender')} {registration.get('category')}{name}"
+
+
+def _print_plan(plan: Any, *, where: str, in_file: int, prune: bool) -> None:
+    from racecheck.core.runners_store import ADDED, REMOVED, UPDATED
+
+    removals = plan.count(REMOVED)
+    click.echo(f"{in_file} runner(s) in the file; {where}: {plan.count(ADDED)} to add, "
+               f"{plan.count(UPDATED)} to update, {plan.unchanged} unchanged"
+               + (f", {removals} to remove" if prune else ""))
+    for change in plan.changes:
+        if change.change == UPDATED:
+            click.echo(f"  update bib {change.bib}: {_registration_text(change.old)} -> "
+                       f"{_registration_text(change.new)}")
+        elif change.change == REMOVED:
+            click.echo(f"  remove bib {change.bib}: {_registration_text(change.old)}")
+    if plan.not_in_file:
+        shown = ", ".join(plan.not_in_file[:20]) + (" ..." if len(plan.not_in_file) > 20 else "")
+        click.echo(f"{len(plan.not_in_file)} registered bib(s) are not in the file and stay "
+                   f"registered (--prune removes them): {shown}")
+
+
+def _utc_now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _aws_error(error: Exception) -> NoReturn:
+    fail(f"AWS refused or could not be reached: {error}")
 
 
 @runners.command(name="import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @race_date_option
+@click.option("--prune", is_flag=True,
+              help="Also remove the registered runners absent from FILE (withdrawn runners).")
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--yes", is_flag=True, help="Remove runners (--prune) without asking first.")
+@click.option("--local", "local_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the registrations in a local run folder (DIR/runners.jsonl), "
+                   "not AWS; `racecheck run --out DIR` then uses them.")
 @stack_option
 @click.option("--table", help="Runners table name (default: from the stack's outputs).")
-def runners_import(file: Path, race_date: Any, stack_name: str, table: str | None) -> None:
-    """Import a registration CSV into the deployed runners table (re-import updates).
+def runners_import(file: Path, race_date: Any, prune: bool, dry_run: bool, yes: bool,
+                   local_dir: Path | None, stack_name: str, table: str | None) -> None:
+    """Import a registration CSV: add new runners, update changed ones, record each change.
+
+    Runners absent from FILE stay registered unless --prune is given. Every change (old and
+    new registration, when, from which file) is kept: see `racecheck runners history`.
 
     Example:
 
-        racecheck runners import runners.csv --stack Racecheck
+        racecheck runners import runners.csv --prune --dry-run
+
+        racecheck runners import runners.csv --local racecheck-out --prune --yes
     """
-    from racecheck.core.runners_store import import_runners
+    import time
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from racecheck.core import runners_store
+    from racecheck.local import runners_file
 
     parsed = _parse_runners(file, race_date.date() if race_date else None)
-    table_name = _table_name(table, stack_name, "RunnersTableName")
-    result = import_runners(parsed, table_name=table_name)
-    click.echo(f"imported {len(parsed)} runner(s) into {table_name}: {result}")
+    table_name = None
+    reading_started = time.perf_counter()
+    try:
+        if local_dir is not None:
+            where = str(runners_file.runners_path(local_dir))
+            current = runners_file.read_items(local_dir)
+        else:
+            table_name = _table_name(table, stack_name, "RunnersTableName")
+            where = f"table {table_name}"
+            click.echo(f"Reading the current registrations from {where}", err=True)
+            current = runners_store.read_items(table_name=table_name)
+        plan = runners_store.plan_import(current, parsed, prune=prune, at=_utc_now(),
+                                         source=file.name)
+    except (BotoCoreError, ClientError) as error:
+        _aws_error(error)
+    except ValueError as error:  # a stored item that no longer parses
+        fail(f"{where}: {error}")
+    read_seconds = time.perf_counter() - reading_started
+    _print_plan(plan, where=where, in_file=len(parsed), prune=prune)
+    if dry_run:
+        click.echo("Dry run: nothing written.")
+        return
+    removals = plan.count(runners_store.REMOVED)
+    if removals and not yes:
+        click.confirm(f"Remove {removals} runner(s)?", abort=True, err=True)
+    started = time.perf_counter()
+    if local_dir is not None:
+        runners_file.apply_plan(local_dir, current, plan)
+        requests = ""
+    else:
+        assert table_name is not None
+        try:
+            with click.progressbar(length=len(plan.items), label="writing", file=sys.stderr,
+                                   show_pos=True) as bar:
+                result = runners_store.write_items(plan.items, table_name=table_name,
+                                                   on_written=bar.update)
+        except (BotoCoreError, ClientError, runners_store.RunnersStoreError) as error:
+            _aws_error(error)
+        requests = f", {result.batches} batch request(s), {result.retries} retried"
+    click.echo(f"Imported {file} into {where}: {plan.count(runners_store.ADDED)} added, "
+               f"{plan.count(runners_store.UPDATED)} updated, {removals} removed, "
+               f"{plan.unchanged} unchanged (reading {read_seconds:.1f} s, writing "
+               f"{time.perf_counter() - started:.1f} s{requests})")
+
+
+@runners.command(name="history")
+@click.option("--bib", help="Every change of this bib (default: updates and removals of all).")
+@click.option("--all", "include_added", is_flag=True,
+              help="Also list additions (a first import adds every runner).")
+@local_option
+@stack_option
+@click.option("--table", help="Runners table name (default: from the stack's outputs).")
+@format_option
+def runners_history(bib: str | None, include_added: bool, local_dir: Path | None,
+                    stack_name: str, table: str | None, output_format: str) -> None:
+    """List the changes of registrations, oldest first: who held a bib, and since when.
+
+    Example:
+
+        racecheck runners history --bib 3631 --format table
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from racecheck.core import runners_store
+    from racecheck.local import runners_file
+
+    try:
+        if local_dir is not None:
+            items = runners_file.read_items(local_dir)
+        else:
+            items = runners_store.read_items(
+                table_name=_table_name(table, stack_name, "RunnersTableName"))
+    except (BotoCoreError, ClientError) as error:
+        _aws_error(error)
+    except runners_file.RunnersFileError as error:
+        fail(str(error))
+    rows = runners_store.history_of(items.values(), bib=bib, include_added=include_added)
+    if output_format != "json":
+        rows = [{**row, "old": _registration_text(row["old"]),
+                 "new": _registration_text(row["new"])} for row in rows]
+    _emit(rows, ["bib", "at", "change", "old", "new", "source"], output_format)
 
 
 # ---------------------------------------------------------------------------- search
@@ -424,4 +580,70 @@ def suspects(local_dir: Path | None, stack_name: str, table: str | None,
           output_format)
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {}
+def _output(outputs: dict[str, str], key: str, stack_name: str) -> str:
+    if key not in outputs:
+        fail(f"stack {stack_name} has no output {key}: deploy this version first (`cdk deploy`)")
+    return outputs[key]
+
+
+@main.command()
+@click.option("--errors", "errors", is_flag=True,
+              help="Queue every photo whose verdict is ERROR again.")
+@click.option("--follow-ups", "follow_ups", is_flag=True,
+              help="Hand failed index/evidence/alert batches to their function again.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be checked again.")
+@stack_option
+def redrive(errors: bool, follow_ups: bool, dry_run: bool, stack_name: str) -> None:
+    """Check again what the deployed pipeline set aside.
+
+    Without options, moves every message of the photo dead-letter queue back to the ingest
+    queue (SQS's own move task). Run it when the dead-letter alarm fires, once the cause
+    (a permission, an outage, the quota) is fixed.
+
+    Example:
+
+        racecheck redrive                # dead-lettered photos back to the queue
+        racecheck redrive --errors       # every ERROR verdict checked again
+        racecheck redrive --follow-ups   # failed alert/evidence batches
+    """
+    import boto3
+
+    from racecheck import redrive as redriving
+
+    outputs = _stack_outputs(stack_name)
+    if errors:
+        photos = list(redriving.error_photos(
+            boto3.client("dynamodb"), table=_output(outputs, "ResultsTableName", stack_name)))
+        for photo in photos:
+            click.echo(f"s3://{photo.bucket}/{photo.key} ({', '.join(photo.reasons)})")
+        if dry_run:
+            click.echo(f"{len(photos)} photo(s) with an ERROR verdict would be checked again")
+            return
+        sent = redriving.queue_again(boto3.client("sqs"), photos=photos,
+                                     queue_url=_output(outputs, "PhotoQueueUrl", stack_name))
+        click.echo(f"{sent} photo(s) queued to be checked again")
+    elif follow_ups:
+        if dry_run:
+            fail("--dry-run lists ERROR photos only; --follow-ups has nothing to list first")
+        function_by_table = {
+            outputs["ResultsTableName"]: _output(outputs, "FollowUpFunctionName", stack_name),
+            outputs["EvidenceTableName"]: _output(outputs, "SuspectAlertsFunctionName",
+                                                  stack_name),
+        }
+        done = redriving.redrive_follow_ups(
+            boto3.client("sqs"), boto3.client("dynamodbstreams"), boto3.client("lambda"),
+            queue_url=_output(outputs, "FollowUpDeadLetterQueueUrl", stack_name),
+            function_by_table=function_by_table)
+        click.echo(f"{done.batches} batch(es), {done.records} stream record(s) followed up again")
+        if done.expired:
+            click.echo(f"{done.expired} batch(es) are older than the stream's 24 hours and stay "
+                       "in the queue: their photos are in the results table (see README)")
+    else:
+        if dry_run:
+            fail("--dry-run lists ERROR photos only: use it with --errors")
+        task = redriving.move_dead_letters(
+            boto3.client("sqs"),
+            dead_letter_queue_arn=_output(outputs, "DeadLetterQueueArn", stack_name),
+            queue_arn=_output(outputs, "PhotoQueueArn", stack_name))
+        click.echo(f"moving the dead-lettered photos back to the ingest queue (task {task})")
+

@@ -161,7 +161,7 @@ def _percent(value: object) -> str:
 
 def _gender_word(value: object) -> str:
     text = str(value or "").strip()
-    return {"M": "Male", "F": "Female"}.get(text.upper(), text)
+    return {"M": "Male", "F": "Female", "X": "X (non-binary)"}.get(text.upper(), text)
 
 
 def _registered_age(registered: Mapping[str, Any]) -> str:
@@ -314,6 +314,9 @@ def _comparison_table(link: Mapping[str, Any], colour: str) -> str:
         if confidence:
             estimated_gender += f' <span class="muted">{_e(confidence)}</span>'
         estimated_age = _e(_estimated_age(estimated) or "—")
+        if str(registered.get("gender") or "").upper() == "X":
+            # The rules skip this comparison: say so rather than set two values side by side.
+            estimated_gender += ' <span class="muted">(not compared)</span>'
 
     name = registered.get("name")
     name_html = f'<span class="runner-name">{_e(name)}</span>' if name else ""

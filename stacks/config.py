@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from racecheck.core.settings import Settings, SettingsError
+from racecheck.core.throughput import Throughput
 
 # E.164: a plus sign, then up to 15 digits, no leading zero (what SNS SMS accepts).
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -33,6 +34,8 @@ class StackConfig:
     photo_expiry_days: int
     notify_emails: tuple[str, ...]
     notify_sms_numbers: tuple[str, ...]
+    throughput: Throughput
+    queue_age_alarm_minutes: int
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> StackConfig:
@@ -43,7 +46,33 @@ class StackConfig:
             photo_expiry_days=_expiry_days(get("photo_expiry_days")),
             notify_emails=_split_list(get("notify_email"), "notify_email", _EMAIL),
             notify_sms_numbers=_split_list(get("notify_sms"), "notify_sms", _E164),
+            throughput=throughput_from_context(get),
+            queue_age_alarm_minutes=int(_number(get, "queue_age_alarm_minutes", 1, 24 * 60,
+                                                whole=True)),
         )
+
+
+def throughput_from_context(get: Callable[[str], Any]) -> Throughput:
+    """The queue's pace and patience: ``rekognition_tps`` and the settings that follow it."""
+    return Throughput(
+        rekognition_tps=_number(get, "rekognition_tps", 0.1, 10_000),
+        photo_check_seconds=_number(get, "photo_check_seconds", 0.5, 300),
+        max_receives=int(_number(get, "queue_max_receives", 2, 1000, whole=True)),
+        requeue_delay_seconds=int(_number(get, "requeue_delay_seconds", 0, 900, whole=True)),
+    )
+
+
+def _number(get: Callable[[str], Any], key: str, low: float, high: float, *,
+            whole: bool = False) -> float:
+    raw = get(key)
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        value = float("nan")
+    if raw is None or not low <= value <= high or (whole and not value.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"context '{key}' must be {kind} within {low:g}..{high:g}, got {raw!r}")
+    return value
 
 
 def _settings(raw: Any) -> Settings:

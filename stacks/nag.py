@@ -38,8 +38,14 @@ RUNTIME_REASON = (
     "and the handlers are tested on that runtime; move runtime and --python-version together."
 )
 DLQ_REASON = (
-    "This queue is itself the dead-letter queue of the EventBridge rule target (failed "
-    "StartExecution events); a DLQ of a DLQ would only move the same messages again."
+    "This queue is itself a dead-letter queue: the on-failure destination of the follow-up "
+    "stream sources; a DLQ of a DLQ would only move the same messages again. Its depth "
+    "raises an alarm."
+)
+STREAM_REASON = (
+    "Reading a DynamoDB stream needs dynamodb:ListStreams, which supports no resource-level "
+    "permissions; GetRecords/GetShardIterator/DescribeStream are granted on the table's own "
+    "stream ARN only. Also: " + XRAY_REASON
 )
 
 
@@ -62,16 +68,21 @@ def racecheck_acknowledgments(
     plain_functions: Iterable[IConstruct],
     rekognition_functions: Iterable[IConstruct],
     photo_readers: Iterable[IConstruct],
+    stream_readers: Iterable[IConstruct],
     ingest_bucket_logical_id: str,
     state_machine: IConstruct,
-    dead_letter_queue: IConstruct,
+    dead_letter_queues: Iterable[IConstruct],
 ) -> list[NagAcknowledgment]:
     """The stack's acknowledgments; function scopes are the per-function constructs."""
     wildcard = "AwsSolutions-IAM5[Resource::*]"
     photo_objects = f"AwsSolutions-IAM5[Resource::<{ingest_bucket_logical_id}.Arn>/*]"
+    streams = list(stream_readers)
     plain = list(plain_functions)
     rekognition = list(rekognition_functions)
-    acknowledgments = [NagAcknowledgment(scope, wildcard, XRAY_REASON) for scope in plain]
+    acknowledgments = [
+        NagAcknowledgment(scope, wildcard, STREAM_REASON if scope in streams else XRAY_REASON)
+        for scope in plain
+    ]
     acknowledgments += [
         NagAcknowledgment(scope, wildcard, REKOGNITION_REASON) for scope in rekognition
     ]
@@ -82,5 +93,7 @@ def racecheck_acknowledgments(
         NagAcknowledgment(scope, photo_objects, PHOTO_OBJECTS_REASON) for scope in photo_readers
     ]
     acknowledgments.append(NagAcknowledgment(state_machine, wildcard, STATE_MACHINE_REASON))
-    acknowledgments.append(NagAcknowledgment(dead_letter_queue, "AwsSolutions-SQS3", DLQ_REASON))
+    acknowledgments += [
+        NagAcknowledgment(queue, "AwsSolutions-SQS3", DLQ_REASON) for queue in dead_letter_queues
+    ]
     return acknowledgments

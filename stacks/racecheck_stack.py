@@ -14,16 +14,21 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct, IConstruct
 
+from lambdas.shared import THROUGHPUT_ENV_VAR
 from racecheck.core.digest import BY_VERDICT_INDEX
+from racecheck.core.throughput import Throughput
 from stacks import nag
 from stacks.bundling import lambda_code
 from stacks.config import StackConfig
 from stacks.constructs.alerts import Alerts
+from stacks.constructs.consumer import QUEUE_VISIBILITY_TIMEOUT, CheckConsumer, throughput_json
 from stacks.constructs.digest import ReviewDigest
+from stacks.constructs.follow_up import FollowUp
 from stacks.constructs.functions import PhotoFunctions
 from stacks.constructs.ingest import IngestBucket
+from stacks.constructs.monitoring import Monitoring
+from stacks.constructs.queue import PhotoQueue
 from stacks.constructs.tables import Tables
-from stacks.constructs.trigger import PhotoTrigger
 from stacks.constructs.workflow import PhotoWorkflow
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +51,12 @@ def _scope(function: lambda_.Function) -> IConstruct:
 
 
 def _grant_handlers(
-    functions: PhotoFunctions, *, bucket: s3.IBucket, runners: dynamodb.ITable
+    functions: PhotoFunctions,
+    *,
+    bucket: s3.IBucket,
+    runners: dynamodb.ITable,
+    quota: dynamodb.ITable,
+    throughput: Throughput,
 ) -> None:
     photo_objects = bucket.arn_for_objects("*")
     read_photo = ["s3:GetObject", "s3:GetObjectVersion"]
@@ -62,12 +72,16 @@ def _grant_handlers(
     ):
         allow(function, [rekognition_action], ["*"])
         allow(function, read_photo, [photo_objects])
+        # Every call takes a slot of the shared Rekognition budget first.
+        function.add_environment("QUOTA_TABLE_NAME", quota.table_name)
+        function.add_environment(THROUGHPUT_ENV_VAR, throughput_json(throughput))
+        allow(function, ["dynamodb:UpdateItem"], [quota.table_arn])
     functions.decide.add_environment("RUNNERS_TABLE_NAME", runners.table_name)
     allow(functions.decide, ["dynamodb:GetItem", "dynamodb:BatchGetItem"], [runners.table_arn])
 
 
 def _grant_state_machine(
-    state_machine: sfn.StateMachine, *, functions: PhotoFunctions, tables: Tables, alerts: Alerts
+    state_machine: sfn.StateMachine, *, functions: PhotoFunctions, tables: Tables
 ) -> None:
     # Exactly the service integrations the definition uses. CDK derives no grants from a
     # string definition, and its grant helpers would add "<function arn>:*" and "index/*".
@@ -77,10 +91,42 @@ def _grant_state_machine(
         [function.function_arn for function in functions.by_id.values()],
     )
     allow(state_machine, ["dynamodb:GetItem", "dynamodb:PutItem"], [tables.results.table_arn])
-    allow(state_machine, ["dynamodb:UpdateItem"], [tables.evidence.table_arn])
-    allow(state_machine, ["sns:Publish"], [alerts.topic.topic_arn])
+
+
+def _grant_consumer(
+    consumer: CheckConsumer, *, state_machine: sfn.StateMachine, queue: PhotoQueue,
+    tables: Tables
+) -> None:
+    function = consumer.function
+    function.add_environment("STATE_MACHINE_ARN", state_machine.state_machine_arn)
+    function.add_environment("PHOTO_QUEUE_URL", queue.queue.queue_url)
+    function.add_environment("RESULTS_TABLE_NAME", tables.results.table_name)
+    allow(function, ["states:StartSyncExecution"], [state_machine.state_machine_arn])
+    # The ERROR record when a photo's last attempt fails (a real verdict is never replaced).
+    allow(function, ["dynamodb:PutItem"], [tables.results.table_arn])
+    # Receive, delete and ChangeMessageVisibility come with the event source's own grant.
+
+
+def _publish(grantee: iam.IGrantable, alerts: Alerts) -> None:
+    allow(grantee, ["sns:Publish"], [alerts.topic.topic_arn])
     # Publishing to a KMS-encrypted topic needs a data key from the topic's key.
-    allow(state_machine, ["kms:GenerateDataKey", "kms:Decrypt"], [alerts.key.key_arn])
+    allow(grantee, ["kms:GenerateDataKey", "kms:Decrypt"], [alerts.key.key_arn])
+
+
+def _grant_follow_up(follow_up: FollowUp, *, tables: Tables, alerts: Alerts) -> None:
+    function = follow_up.function
+    function.add_environment("RESULTS_TABLE_NAME", tables.results.table_name)
+    function.add_environment("EVIDENCE_TABLE_NAME", tables.evidence.table_name)
+    function.add_environment("ALERT_TOPIC_ARN", alerts.topic.topic_arn)
+    # by_bib items (PutItem) and the photo's alert_sent_at mark (UpdateItem).
+    allow(function, ["dynamodb:PutItem", "dynamodb:UpdateItem"], [tables.results.table_arn])
+    allow(function, ["dynamodb:UpdateItem"], [tables.evidence.table_arn])
+    _publish(function, alerts)
+    suspects = follow_up.suspects_function
+    suspects.add_environment("EVIDENCE_TABLE_NAME", tables.evidence.table_name)
+    suspects.add_environment("ALERT_TOPIC_ARN", alerts.topic.topic_arn)
+    allow(suspects, ["dynamodb:UpdateItem"], [tables.evidence.table_arn])
+    _publish(suspects, alerts)
 
 
 def _grant_digest(digest: ReviewDigest, *, tables: Tables, alerts: Alerts) -> None:
@@ -89,8 +135,7 @@ def _grant_digest(digest: ReviewDigest, *, tables: Tables, alerts: Alerts) -> No
     function.add_environment("ALERT_TOPIC_ARN", alerts.topic.topic_arn)
     # The index only: the digest never reads a photo's full record (faces, thresholds, ...).
     allow(function, ["dynamodb:Query"], [f"{tables.results.table_arn}/index/{BY_VERDICT_INDEX}"])
-    allow(function, ["sns:Publish"], [alerts.topic.topic_arn])
-    allow(function, ["kms:GenerateDataKey", "kms:Decrypt"], [alerts.key.key_arn])
+    _publish(function, alerts)
 
 
 class RacecheckStack(cdk.Stack):
@@ -139,37 +184,77 @@ class RacecheckStack(cdk.Stack):
                 "AnalyzeFacesFunctionArn": functions.analyze_faces.function_arn,
                 "DecideFunctionArn": functions.decide.function_arn,
                 "ResultsTableName": tables.results.table_name,
-                "EvidenceTableName": tables.evidence.table_name,
-                "AlertTopicArn": alerts.topic.topic_arn,
             },
         )
-        trigger = PhotoTrigger(
+        queue = PhotoQueue(
             self,
-            "Trigger",
+            "IngestQueue",
             bucket=ingest.bucket,
             key_prefix=config.ingest_prefix,
-            state_machine=workflow.state_machine,
+            max_receives=config.throughput.max_receives,
+            visibility_timeout=QUEUE_VISIBILITY_TIMEOUT,
+        )
+        consumer = CheckConsumer(
+            self, "Consumer", code=code, queue=queue.queue, throughput=config.throughput
+        )
+        follow_up = FollowUp(
+            self,
+            "FollowUp",
+            code=code,
+            settings=config.settings,
+            results=tables.results,
+            evidence=tables.evidence,
         )
 
         bucket = ingest.bucket
         state_machine = workflow.state_machine
-        _grant_handlers(functions, bucket=bucket, runners=tables.runners)
-        _grant_state_machine(state_machine, functions=functions, tables=tables, alerts=alerts)
+        _grant_handlers(
+            functions,
+            bucket=bucket,
+            runners=tables.runners,
+            quota=tables.quota,
+            throughput=config.throughput,
+        )
+        _grant_state_machine(state_machine, functions=functions, tables=tables)
+        _grant_consumer(consumer, state_machine=state_machine, queue=queue, tables=tables)
+        _grant_follow_up(follow_up, tables=tables, alerts=alerts)
         if digest is not None:
             _grant_digest(digest, tables=tables, alerts=alerts)
+        dead_letter_queues = {
+            "PhotoDeadLetterQueue": queue.dead_letter_queue,
+            "FollowUpDeadLetterQueue": follow_up.dead_letter_queue,
+        }
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            topic=alerts.topic,
+            queue=queue.queue,
+            dead_letter_queues=dead_letter_queues,
+            consumer=consumer.function,
+            state_machine=state_machine,
+            queue_age_alarm=cdk.Duration.minutes(config.queue_age_alarm_minutes),
+        )
 
         rekognition_functions = [functions.moderate, functions.read_bibs, functions.analyze_faces]
+        plain_functions = [
+            functions.check_image,
+            functions.decide,
+            consumer.function,
+            follow_up.function,
+            follow_up.suspects_function,
+        ] + ([digest.function] if digest is not None else [])
         ingest_bucket_resource = bucket.node.default_child
         assert isinstance(ingest_bucket_resource, cdk.CfnElement)
         self.nag_acknowledgments = nag.racecheck_acknowledgments(
-            plain_functions=[_scope(functions.check_image), _scope(functions.decide)]
-            + ([_scope(digest.function)] if digest is not None else []),
+            plain_functions=[_scope(function) for function in plain_functions],
             rekognition_functions=[_scope(function) for function in rekognition_functions],
             photo_readers=[_scope(functions.check_image)]
             + [_scope(function) for function in rekognition_functions],
+            stream_readers=[_scope(follow_up.function), _scope(follow_up.suspects_function)],
             ingest_bucket_logical_id=self.get_logical_id(ingest_bucket_resource),
             state_machine=state_machine,
-            dead_letter_queue=trigger.dead_letter_queue,
+            # cdk-nag sees the ingest DLQ through the queue's redrive policy; not this one.
+            dead_letter_queues=[follow_up.dead_letter_queue],
         )
         if acknowledge_nag_findings:
             nag.apply(self.nag_acknowledgments)
@@ -180,16 +265,29 @@ class RacecheckStack(cdk.Stack):
                 "ResultsTableName": tables.results.table_name,
                 "RunnersTableName": tables.runners.table_name,
                 "EvidenceTableName": tables.evidence.table_name,
+                "QuotaTableName": tables.quota.table_name,
                 "AlertTopicArn": alerts.topic.topic_arn,
                 "StateMachineArn": state_machine.state_machine_arn,
                 "StateMachineLogGroupName": workflow.log_group.log_group_name,
-                "DeadLetterQueueUrl": trigger.dead_letter_queue.queue_url,
-                "DeadLetterQueueName": trigger.dead_letter_queue.queue_name,
+                "PhotoQueueUrl": queue.queue.queue_url,
+                "PhotoQueueArn": queue.queue.queue_arn,
+                "DeadLetterQueueUrl": queue.dead_letter_queue.queue_url,
+                "DeadLetterQueueArn": queue.dead_letter_queue.queue_arn,
+                "FollowUpDeadLetterQueueUrl": follow_up.dead_letter_queue.queue_url,
+                "FollowUpFunctionName": follow_up.function.function_name,
+                "SuspectAlertsFunctionName": follow_up.suspects_function.function_name,
+                "ConsumerConcurrency": str(config.throughput.concurrency),
+                "DashboardName": monitoring.dashboard.dashboard_name,
             }
         )
         if digest is not None:
             self._outputs({"ReviewDigestFunctionName": digest.function.function_name})
-        self.functions: dict[str, lambda_.Function] = dict(functions.by_id)
+        self.functions: dict[str, lambda_.Function] = {
+            **functions.by_id,
+            "StartChecks": consumer.function,
+            "FollowUp": follow_up.function,
+            "SuspectAlerts": follow_up.suspects_function,
+        }
         if digest is not None:
             self.functions["ReviewDigest"] = digest.function
 

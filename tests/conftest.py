@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from PIL import Image, ImageDraw
 
 from racecheck.core.settings import Settings
@@ -37,6 +38,9 @@ class LambdaContext:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:racecheck-test"
     aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
 
 
 def stubbed(service: str) -> tuple[Any, Stubber]:
@@ -84,3 +88,21 @@ def rbnr() -> Path:
     if not RBNR.is_dir():
         pytest.skip(f"shared RBNR dataset not found at {RBNR} (clone with ../shared beside it)")
     return RBNR
+
+
+@pytest.fixture
+def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retry waits are real sleeps in moto's interpreter; record them instead of waiting.
+
+    This reaches into moto: if an upgrade moves the retrier, this fixture fails loudly.
+    """
+    sleeps: list[float] = []
+
+    class _Clock:
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+    assert hasattr(retrier_decl, "time"), "moto's retrier no longer sleeps via time.sleep"
+    monkeypatch.setattr(retrier_decl, "time", _Clock)
+    return sleeps

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from racecheck.cli import main
+from racecheck.core.registry import Runner
+from racecheck.local.runners_file import registered_runners
 from tests.conftest import make_jpeg
 
 
@@ -125,3 +130,67 @@ def test_the_rekognition_detector_without_credentials_is_explained(
     assert result.exit_code == 1
     assert "needs AWS credentials" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_runners_check_counts_each_gender(tmp_path: Path) -> None:
+    runners = tmp_path / "runners.csv"
+    runners.write_text("bib,gender,age_category\n1,M,18-39\n2,non-binary,18-39\n3,F,18-39\n"
+                       "4,X,70+\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["runners", "check", str(runners)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"{runners}: 4 runner(s), all rows valid (M 1, F 1, X 2)"
+
+
+def local_import(out: Path, rows: str, *options: str, name: str = "runners.csv") -> Any:
+    path = out.parent / name
+    path.write_text("bib,gender,age_category,name\n" + rows, encoding="utf-8")
+    return CliRunner().invoke(main, ["runners", "import", str(path), "--local", str(out),
+                                     *options])
+
+
+def test_local_import_prune_and_history_keep_the_state_in_the_output_folder(
+        tmp_path: Path) -> None:
+    # given a first list imported into a local run folder
+    out = tmp_path / "checked"
+    first = local_import(out, "3631,F,18-39,Ana\n77,M,70+,Bo\n", name="v1.csv")
+    assert first.exit_code == 0, first.output
+    state_after_first = (out / "runners.jsonl").read_text(encoding="utf-8")
+    # when a second list hands 3631 to Cy and drops Bo: a dry run, then the real prune
+    dry = local_import(out, "3631,M,40-44,Cy\n", "--prune", "--dry-run", name="v2.csv")
+    state_after_dry_run = (out / "runners.jsonl").read_text(encoding="utf-8")
+    done = local_import(out, "3631,M,40-44,Cy\n", "--prune", "--yes", name="v2.csv")
+    # then the dry run printed the removal and left the state alone; the prune applied it
+    assert "remove bib 77: M 70+ Bo" in dry.output and "Dry run" in dry.output
+    assert state_after_dry_run == state_after_first
+    assert done.exit_code == 0, done.output
+    assert registered_runners(out) == [Runner("3631", "M", 40, 44, "40-44", "Cy")]
+    # and the history answers from the folder, oldest first (bibs in number order)
+    history = CliRunner().invoke(main, ["runners", "history", "--local", str(out), "--all",
+                                        "--format", "csv"])
+    assert history.exit_code == 0, history.output
+    rows = [(row["bib"], row["change"], row["source"])
+            for row in csv.DictReader(io.StringIO(history.output))]
+    assert rows == [("77", "added", "v1.csv"), ("3631", "added", "v1.csv"),
+                    ("77", "removed", "v2.csv"), ("3631", "updated", "v2.csv")]
+
+
+def test_a_local_run_uses_the_registrations_imported_into_its_folder(tmp_path: Path) -> None:
+    # given registrations imported into the folder a run writes to
+    out = tmp_path / "checked"
+    assert local_import(out, "3631,X,18-39,Sam\n4242,F,18-39,Ana\n").exit_code == 0
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(make_jpeg())
+    # when a run writes there without --runners
+    result = CliRunner().invoke(main, ["run", str(photo), "--out", str(out), "--jobs", "1"])
+    # then it says it checks against them
+    assert result.exit_code == 0, result.output
+    assert f"Using the 2 runner(s) registered in {out / 'runners.jsonl'}" in result.output
+
+
+def test_a_corrupt_local_registration_file_is_one_clear_line(tmp_path: Path) -> None:
+    out = tmp_path / "checked"
+    out.mkdir()
+    (out / "runners.jsonl").write_text('{"bib": "1", "gender": "M"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["runners", "history", "--local", str(out)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"racecheck: {out / 'runners.jsonl'} line 1:")

@@ -14,6 +14,7 @@ from botocore.stub import ANY
 from PIL import Image
 
 from lambdas import analyze_faces, check_image, decide, moderate, read_bibs, shared
+from racecheck.core.records import from_attribute_values
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
 from tests.conftest import LambdaContext, load_fixture, make_jpeg, stubbed
 
@@ -184,15 +185,25 @@ def test_moderate_turns_an_undecodable_image_into_a_rejection(
                       "model_version": ""}
 
 
-def test_moderate_lets_throttling_reach_the_state_machine_by_its_name(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # given Rekognition throttling: the Retry in the ASL matches on the error's name
+@pytest.mark.parametrize(("code", "status", "surfaces_as"), [
+    ("ThrottlingException", 400, "ServiceThrottled"),
+    ("ProvisionedThroughputExceededException", 400, "ServiceThrottled"),
+    ("InternalServerError", 500, "ServiceUnavailable"),
+    ("ServiceUnavailable", 503, "ServiceUnavailable"),  # not in Rekognition's model
+    ("AccessDeniedException", 400, "AccessDeniedException"),
+])
+def test_moderate_names_transient_errors_as_the_state_machine_retries_them(
+        monkeypatch: pytest.MonkeyPatch, code: str, status: int, surfaces_as: str) -> None:
+    # given Rekognition answering with an error
     client, stub = stubbed("rekognition")
-    stub.add_client_error("detect_moderation_labels", service_error_code="ThrottlingException")
+    stub.add_client_error("detect_moderation_labels", service_error_code=code,
+                          http_status_code=status)
     monkeypatch.setattr(moderate, "rekognition", lambda: client)
+    # when the handler runs, then the error reaches Step Functions under the name its
+    # Retry and Catch list (throttling and 5xx), or its own (permanent errors)
     with stub, pytest.raises(Exception) as raised:
         moderate.handler({"photo": PHOTO}, LambdaContext())
-    assert type(raised.value).__name__ == "ThrottlingException"
+    assert type(raised.value).__name__ == surfaces_as
 
 
 def test_read_bibs_keeps_bibs_and_records_near_misses(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,6 +253,8 @@ def test_decide_looks_up_runners_and_builds_the_record(monkeypatch: pytest.Monke
         "text": {"result": {"bibs": bibs, "near_misses": [], "bib_count": 1,
                             "model_version": "3.0"}},
         "faces": {"result": {"faces": faces, "face_count": 1}},
+        "detail": {"bucket": {"name": BUCKET}, "object": {"key": PHOTO["key"],
+                                                          "version-id": VERSION}},
     }
     client, stub = stubbed("dynamodb")
     stub.add_response("batch_get_item", {"Responses": {"racecheck-runners": [{
@@ -253,11 +266,16 @@ def test_decide_looks_up_runners_and_builds_the_record(monkeypatch: pytest.Monke
         result = decide.handler({"state": state, "execution": "arn:execution"},
                                 LambdaContext())
         stub.assert_no_pending_responses()
-    # then a registered woman's bib on a confidently male face fails, with an alert
-    assert result["verdict"] == "FAIL"
-    assert result["notify"] is True
-    assert result["item"]["photo"] == {"S": PHOTO["photo"]}
-    assert result["item"]["verdict"] == {"S": "FAIL"}
-    assert result["bib_entries"][0]["evidence"]["attribute_values"][":inconsistent"] == {
-        "N": "1"}
-    assert "Ana" in result["alert"]["message"]
+    # then a registered woman's bib on a confidently male face fails
+    decision = result["decision"]
+    assert decision["verdict"] == "FAIL"
+    # and the result replaces the workflow's state: the event, and the record once
+    assert set(result) == {"detail", "decision"}
+    assert result["detail"] == state["detail"]
+    record = from_attribute_values(decision["item"])
+    assert record["photo"] == PHOTO["photo"] and record["verdict"] == "FAIL"
+    # and the record carries what must follow: the runner's evidence and the alert
+    assert record["evidence"] == [{"bib": "3631", "outcome": "inconsistent",
+                                   "reasons": ["GENDER_MISMATCH"],
+                                   "registered": record["links"][0]["registered"]}]
+    assert "Ana" in record["alert"]["message"]

@@ -1,4 +1,4 @@
-"""What Decide hands to the state machine: DynamoDB items, evidence updates, alerts."""
+"""What Decide hands to the state machine: DynamoDB items and alerts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 from racecheck.core.moderation import assess_moderation, top_level_category
 from racecheck.core.records import (
     alert_for,
-    evidence_update,
     from_attribute_values,
     to_attribute_values,
 )
@@ -21,30 +20,6 @@ def test_items_round_trip_through_dynamodb_attribute_values() -> None:
     values = to_attribute_values(item)
     assert values["confidence"] == {"N": "97.25"}
     assert from_attribute_values(values) == item
-
-
-def test_an_evidence_update_names_every_attribute_and_counts_each_reason(
-        settings: Settings) -> None:
-    update = evidence_update(photo_id="b/k.jpg", outcome="inconsistent",
-                             findings=["GENDER_MISMATCH", "AGE_OUTSIDE_CATEGORY"],
-                             settings=settings, recorded_at="2026-11-22T08:00:00Z")
-    expression = update["update_expression"]
-    # reserved words such as "consistent" only ever appear behind a placeholder
-    assert " consistent " not in expression
-    assert update["attribute_names"]["#consistent"] == "consistent"
-    reason_names = {value for key, value in update["attribute_names"].items()
-                    if key.startswith("#reason")}
-    assert reason_names == {"reason_GENDER_MISMATCH", "reason_AGE_OUTSIDE_CATEGORY"}
-    assert update["attribute_values"][":inconsistent"] == {"N": "1"}
-    assert update["attribute_values"][":consistent"] == {"N": "0"}
-    assert update["attribute_values"][":photo"] == {"SS": ["b/k.jpg"]}
-    assert update["min_inconsistent"] == settings.suspect_min_inconsistent
-
-
-def test_a_consistent_photo_adds_the_configured_weight(settings: Settings) -> None:
-    update = evidence_update(photo_id="b/k.jpg", outcome="consistent", findings=[],
-                             settings=settings, recorded_at="2026-11-22T08:00:00Z")
-    assert update["attribute_values"][":weighted"] == {"N": str(settings.suspect_ratio)}
 
 
 def test_alert_subjects_stay_within_the_sns_limit() -> None:
@@ -72,3 +47,31 @@ def test_moderation_ignores_labels_below_the_threshold(settings: Settings) -> No
 def test_a_parent_loop_in_a_malformed_response_does_not_hang() -> None:
     parents = {"A": "B", "B": "A"}
     assert top_level_category({"Name": "A", "ParentName": "B"}, parents) in ("A", "B")
+
+
+def test_alerts_say_registered_x_plainly_for_a_non_binary_runner(settings: Settings) -> None:
+    from dataclasses import replace
+
+    from racecheck.core.follow_up import suspect_alert
+    from racecheck.core.records import build_record
+    from racecheck.core.registry import Runner
+    from tests.test_rules import bib, decide, face
+
+    # given a runner registered X 60-69 whose bib is worn by someone estimated 22-30
+    sam = Runner("12", "X", 60, 69, "60-69", "Sam Lee")
+    decision = decide([bib("12", 600)], [face(600, "Female", 99.9, 22, 30)], [sam])
+    # when Decide shapes the record (alerting each REVIEW photo), and later the suspect alert
+    record = build_record(
+        photo={"photo": "b/k.jpg", "version": "v1", "bucket": "b", "key": "k.jpg"},
+        decision=decision, image={"accepted": True}, moderation=None, text=None, faces=None,
+        settings=replace(settings, review_alerts="each"), recorded_at="2026-11-22T08:00:00Z",
+        execution="e")
+    # then each names the registration as X, and the photo alert says gender was not compared
+    message = record["alert"]["message"]
+    assert ("Bib 12: registered X 60-69 (Sam Lee); estimated F 99.9% age 22-30: "
+            "AGE_OUTSIDE_CATEGORY (gender not compared: registered X)") in message
+    assert "(registered X, 60-69)" in message  # the decision's summary line
+    (entry,) = record["evidence"]
+    suspect = suspect_alert({"bib": "12", "inconsistent": 2, "consistent": 0,
+                             "registered": entry["registered"]})
+    assert suspect["message"].startswith("racecheck SUSPECT: bib 12, Sam Lee (X 60-69).")

@@ -81,7 +81,7 @@ def test_every_bad_row_is_reported_with_its_line_and_nothing_is_returned() -> No
     text = (
         "bib,gender,age_category\n"
         "1,M,18-39\n"
-        "2,X,18-39\n"
+        "2,Q,18-39\n"
         "3,F,adult\n"
         ",F,18-39\n"
         "\n"
@@ -96,7 +96,7 @@ def test_every_bad_row_is_reported_with_its_line_and_nothing_is_returned() -> No
     # then every problem is listed, by line
     assert [line for line, _ in raised.value.problems] == [3, 4, 5, 7, 8, 9, 10]
     message = str(raised.value)
-    assert "line 3: gender 'X'" in message
+    assert "line 3: gender 'Q'" in message
     assert "line 4: age category 'adult'" in message
     assert "line 7: bib 1 is already listed on line 2" in message
     assert "line 8: age category 'M50-54' contradicts gender F" in message
@@ -156,3 +156,44 @@ def test_runner_round_trips_through_a_json_item() -> None:
     # then nothing is lost and absent values are omitted, not null
     assert "age_max" not in items[1] and "name" not in items[1]
     assert [Runner.from_item(item) for item in items] == runners
+
+
+@pytest.mark.parametrize("spelling", [
+    "X", "x", "NB", "nb", "Non-Binary", "nonbinary", "non binary", "Non  Binary",
+    "non-binaire", "D", "d", "divers", "Diverse",
+])
+def test_non_binary_spellings_register_as_x(spelling: str) -> None:
+    # given a non-binary runner in one of the documented spellings, between two others
+    text = f"bib,gender,age_category\n1,M,18-39\n2,{spelling},40-44\n3,F,18-39\n"
+    # when parsed
+    runners = parse_runners_csv(text)
+    # then the whole list is accepted and the runner is registered X with their ages
+    assert [(r.bib, r.gender, r.age_min, r.age_max) for r in runners] == [
+        ("1", "M", 18, 39), ("2", "X", 40, 44), ("3", "F", 18, 39)]
+
+
+def test_category_prefixes_for_non_binary_runners() -> None:
+    # given X/NB category prefixes, a contradicting one, and a D prefix
+    text = ("bib,gender,age_category\n1,X,X40-44\n2,NB,NB18-39\n3,M,X40-44\n"
+            "4,X,M40-44\n5,F,D40-44\n")
+    # when parsed
+    with pytest.raises(RegistryError) as raised:
+        parse_runners_csv(text)
+    # then X and NB prefixes agree with an X runner, contradictions are errors either way,
+    # and D is not guessed: in category labels it is as often "Damen" (women) as "divers"
+    assert raised.value.problems == [
+        (4, "age category 'X40-44' contradicts gender M"),
+        (5, "age category 'M40-44' contradicts gender X"),
+        (6, "age category 'D40-44': unknown prefix 'D'"),
+    ]
+    assert parse_category("NB18-39") == (18, 39, "X")
+
+
+def test_a_non_binary_runner_round_trips_through_an_item() -> None:
+    # given a runner registered X
+    runner = Runner("7", "X", 30, 34, "X30-34", "Sam")
+    # when stored as a plain item and read back
+    item = json.loads(json.dumps(runner.to_item()))
+    # then X is stored as such and comes back equal
+    assert item["gender"] == "X"
+    assert Runner.from_item(item) == runner

@@ -497,3 +497,25 @@ def test_given_suspects_when_rendered_then_a_panel_lists_them_with_links_to_thei
 def test_given_no_suspects_then_there_is_no_panel(tmp_path: Path) -> None:
     page = write_review_page([], photos_root=tmp_path, out_dir=tmp_path / "out")
     assert 'id="suspects"' not in page.read_text(encoding="utf-8")
+
+
+def test_given_a_non_binary_runner_when_written_then_the_card_says_registered_x_not_compared(
+    tmp_path: Path,
+) -> None:
+    # given a REVIEW photo of a runner registered X whose age does not fit
+    photos = tmp_path / "in"
+    write_photo(photos / "x.jpg")
+    record = full_record("x.jpg", "REVIEW", reasons=["AGE_OUTSIDE_CATEGORY"])
+    link = record["links"][0]
+    link["registered"].update(gender="X", age_min=60, age_max=69, category="60-69")
+    link["estimated"]["gender"] = "M"
+    link.update(findings=["AGE_OUTSIDE_CATEGORY"], outcome="inconsistent")
+    # when written
+    page = write_review_page([record], photos_root=photos, out_dir=tmp_path / "out")
+    html_text = page.read_text(encoding="utf-8")
+    # then the registered gender reads X (non-binary), the estimate is marked as not
+    # compared, and only the age row is flagged
+    assert "<th>Gender</th><td>X (non-binary)</td><td>Male" in html_text
+    assert '<span class="muted">(not compared)</span>' in html_text
+    assert '<tr class=""><th>Gender</th>' in html_text
+    assert '<tr class="mismatch"><th>Age</th>' in html_text

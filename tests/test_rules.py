@@ -403,3 +403,38 @@ def test_decision_is_json_serializable_with_stable_reason_order() -> None:
         "GENDER_MISMATCH",
         "AGE_OUTSIDE_CATEGORY",
     ]
+
+
+@pytest.mark.parametrize(("estimated", "confidence"),
+                         [("Male", 99.9), ("Female", 99.9), ("Male", 60.0)])
+def test_a_non_binary_runner_is_never_judged_on_gender(estimated: str, confidence: float) -> None:
+    # given a runner registered X, and a clear face of their age estimated confidently or not
+    decision = decide([bib("12", 600)], [face(600, estimated, confidence, 25, 35)],
+                      [runner("12", "X", 18, 39)])
+    # then no gender finding of any kind, and the age alone makes the photo consistent
+    assert (decision.verdict, decision.reasons) == (PASS, [])
+    assert decision.links[0]["outcome"] == CONSISTENT
+    assert decision.links[0]["registered"]["gender"] == "X"
+
+
+def test_a_non_binary_runner_is_still_judged_on_age() -> None:
+    # given a runner registered X 60-69 whose bib is worn by someone estimated 22-30
+    decision = decide([bib("12", 600)], [face(600, "Female", 99.9, 22, 30)],
+                      [runner("12", "X", 60, 69)])
+    # then the age mismatch is reviewed as for anyone, and counts against the runner
+    assert (decision.verdict, decision.reasons) == (REVIEW, ["AGE_OUTSIDE_CATEGORY"])
+    assert decision.links[0]["outcome"] == INCONSISTENT
+    assert "registered X, 60-69" in decision.summary
+
+
+def test_a_gender_estimate_never_counts_as_consistent_for_a_non_binary_runner() -> None:
+    # given a confident gender estimate but no age estimate on the face
+    no_age = {**face(600, "Female", 99.9, 25, 35), "age_low": None, "age_high": None}
+    registered_f = decide([bib("12", 600)], [no_age], [runner("12", "F", 18, 39)])
+    registered_x = decide([bib("12", 600)], [no_age], [runner("12", "X", 18, 39)])
+    # then it confirms a runner registered F, but leaves one registered X without evidence
+    assert registered_f.links[0]["outcome"] == CONSISTENT
+    assert registered_x.links[0]["outcome"] == UNKNOWN
+    assert registered_x.evidence == [{"bib": "12", "outcome": UNKNOWN,
+                                      "reasons": ["AGE_UNKNOWN"]}]
+

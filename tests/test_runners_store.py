@@ -11,9 +11,19 @@ from moto import mock_aws
 
 from racecheck.core.registry import Runner, parse_runners_csv
 from racecheck.core.runners_store import (
+    ADDED,
+    REMOVED,
+    UPDATED,
+    Change,
+    ImportPlan,
     RunnersStoreError,
+    history_of,
     import_runners,
     load_runners,
+    plan_import,
+    read_items,
+    registration,
+    write_items,
 )
 
 TABLE = "runners"
@@ -45,7 +55,7 @@ def no_sleep(_seconds: float) -> None:
 
 def many_runners(count: int) -> list[Runner]:
     return [
-        Runner(str(1000 + index), "F" if index % 2 else "M", 18, 39, "18-39")
+        Runner(str(1000 + index), "MFX"[index % 3], 18, 39, "18-39")  # type: ignore[arg-type]
         for index in range(count)
     ]
 
@@ -157,3 +167,143 @@ def test_duplicate_bibs_are_refused_before_writing() -> None:
         import_runners(
             many_runners(2) + many_runners(1), table_name=TABLE, dynamodb_client=object()
         )
+
+
+# ------------------------------------------------------------------ changes, prune, history
+
+ANA = Runner("3631", "F", 18, 39, "18-39", "Ana Lopez")
+BO = Runner("3631", "M", 40, 44, "40-44", "Bo Berg", {"club": "Riverside"})
+CY = Runner("77", "X", 70, None, "70+", "Cy")
+DEE = Runner("12", "F", 45, 49, "45-49", "Dee")
+
+
+def sync(client: Any, runners: list[Runner], *, prune: bool = False, at: str,
+         source: str = "runners.csv") -> ImportPlan:
+    """What `racecheck runners import` does: read the table, plan, write the changed items."""
+    plan = plan_import(read_items(table_name=TABLE, dynamodb_client=client), runners,
+                       prune=prune, at=at, source=source)
+    write_items(plan.items, table_name=TABLE, dynamodb_client=client, sleep=no_sleep)
+    return plan
+
+
+def test_a_plan_adds_updates_and_without_prune_keeps_runners_absent_from_the_file() -> None:
+    # given Ana on 3631 and Cy on 77 stored
+    current = {runner.bib: {**runner.to_item(), "history": []} for runner in (ANA, CY)}
+    # when a list hands 3631 to Bo, adds Dee and lacks Cy, imported without prune
+    plan = plan_import(current, [BO, DEE], prune=False, at="T1", source="v2.csv")
+    # then 3631 is an update from Ana to Bo, Dee an addition, Cy kept and reported
+    assert plan.changes == [Change("3631", UPDATED, registration(ANA), registration(BO)),
+                            Change("12", ADDED, None, registration(DEE))]
+    assert (plan.unchanged, plan.not_in_file) == (0, ["77"])
+    assert [item["bib"] for item in plan.items] == ["3631", "12"]
+    assert plan.items[0]["history"] == [{"at": "T1", "change": UPDATED, "source": "v2.csv",
+                                         "old": registration(ANA), "new": registration(BO)}]
+
+
+def test_a_plan_with_prune_removes_absent_runners_and_records_who_they_were() -> None:
+    # given Ana and Cy stored, Cy with an earlier history entry
+    added = {"at": "T0", "change": ADDED, "source": "v1.csv", "new": registration(CY)}
+    current = {ANA.bib: ANA.to_item(), CY.bib: {**CY.to_item(), "history": [added]}}
+    # when a list with Ana alone is imported with prune
+    plan = plan_import(current, [ANA], prune=True, at="T1", source="v2.csv")
+    # then Ana is unchanged and Cy's item keeps only the bib, the removal and the history
+    assert (plan.unchanged, plan.not_in_file) == (1, [])
+    assert plan.changes == [Change("77", REMOVED, registration(CY), None)]
+    assert plan.items == [{"bib": "77", "removed_at": "T1", "history": [
+        added, {"at": "T1", "change": REMOVED, "source": "v2.csv", "old": registration(CY)}]}]
+
+
+def test_import_prune_and_reimport_against_dynamodb_keep_every_change(dynamodb: Any) -> None:
+    # given Ana (3631), Cy (77, registered X) and Dee (12) imported on day 1
+    first = sync(dynamodb, [ANA, CY, DEE], at="2026-04-01T10:00:00.000Z", source="v1.csv")
+    assert first.count(ADDED) == 3
+    # when on day 2 bib 3631 is officially handed to Bo and Cy withdraws (prune)
+    sync(dynamodb, [BO, DEE], prune=True, at="2026-04-02T10:00:00.000Z", source="v2.csv")
+    # then the Decide Lambda's lookup finds Bo and Dee, and no longer Cy
+    loaded = load_runners(["3631", "77", "12"], table_name=TABLE, dynamodb_client=dynamodb)
+    assert loaded == {"3631": BO, "12": DEE}
+    # and the history shows the transfer and the removal, each with old and new and when
+    items = read_items(table_name=TABLE, dynamodb_client=dynamodb)
+    assert history_of(items.values()) == [
+        {"bib": "77", "at": "2026-04-02T10:00:00.000Z", "change": REMOVED,
+         "old": registration(CY), "new": None, "source": "v2.csv"},
+        {"bib": "3631", "at": "2026-04-02T10:00:00.000Z", "change": UPDATED,
+         "old": registration(ANA), "new": registration(BO), "source": "v2.csv"},
+    ]
+    assert [row["change"] for row in history_of(items.values(), bib="3631")] == [ADDED, UPDATED]
+    # when Cy re-registers on day 3
+    sync(dynamodb, [BO, DEE, CY], prune=True, at="2026-04-03T10:00:00.000Z", source="v3.csv")
+    # then Cy is registered X again and the bib's history goes on
+    assert load_runners(["77"], table_name=TABLE, dynamodb_client=dynamodb) == {"77": CY}
+    items = read_items(table_name=TABLE, dynamodb_client=dynamodb)
+    assert [row["change"] for row in history_of(items.values(), bib="77")] == [
+        ADDED, REMOVED, ADDED]
+
+
+class CountingClient:
+    """Delegates to moto, counting the write requests."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.writes = 0
+
+    def batch_write_item(self, **request: Any) -> Any:
+        self.writes += 1
+        return self.client.batch_write_item(**request)
+
+    def get_paginator(self, name: str) -> Any:
+        return self.client.get_paginator(name)
+
+
+def test_reimporting_an_unchanged_list_writes_nothing(dynamodb: Any) -> None:
+    # given 60 runners imported
+    runners = many_runners(60)
+    sync(dynamodb, runners, at="T1")
+    counting = CountingClient(dynamodb)
+    # when the same list is imported again, and then with one runner changed
+    same = sync(counting, runners, prune=True, at="T2")
+    writes_for_same = counting.writes
+    changed = sync(counting, [*runners[:-1], Runner(runners[-1].bib, "F", 50, 54, "50-54")],
+                   at="T3")
+    # then nothing is written the first time, one batch the second
+    assert (same.unchanged, same.changes, writes_for_same) == (60, [], 0)
+    assert (changed.count(UPDATED), counting.writes) == (1, 1)
+
+
+def test_items_imported_before_history_existed_get_one_on_their_next_change(
+        dynamodb: Any) -> None:
+    # given an item written by an earlier version (no history attribute)
+    import_runners([ANA], table_name=TABLE, dynamodb_client=dynamodb)
+    # when the bib changes hands
+    sync(dynamodb, [BO], at="T1")
+    # then its history starts with that change
+    items = read_items(table_name=TABLE, dynamodb_client=dynamodb)
+    assert [(row["change"], row["old"]) for row in history_of(items.values(), bib="3631")] == [
+        (UPDATED, registration(ANA))]
+
+
+def test_parallel_batches_write_every_item_and_report_progress(dynamodb: Any) -> None:
+    # given 260 runners (11 batches, the last one short), a third of them registered X
+    runners = many_runners(260)
+    progress: list[int] = []
+    # when written with 8 batches in flight
+    result = write_items([runner.to_item() for runner in runners], table_name=TABLE,
+                         dynamodb_client=dynamodb, workers=8, on_written=progress.append)
+    # then every item is in the table, as written, and progress adds up to the total
+    assert (result.written, result.batches) == (260, 11)
+    assert sorted(progress) == [10] + [25] * 10
+    loaded = load_runners([runner.bib for runner in runners], table_name=TABLE,
+                          dynamodb_client=dynamodb)
+    assert loaded == {runner.bib: runner for runner in runners}
+
+
+def test_a_batch_that_stays_unprocessed_stops_a_parallel_import_loudly() -> None:
+    # given a table that never processes anything
+    class Throttled:
+        def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+            return {"UnprocessedItems": RequestItems}
+
+    # when 100 items are written 4 batches at a time / then the failure is raised
+    with pytest.raises(RunnersStoreError, match="still unprocessed"):
+        write_items([runner.to_item() for runner in many_runners(100)], table_name=TABLE,
+                    dynamodb_client=Throttled(), sleep=no_sleep, workers=4)

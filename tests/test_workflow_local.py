@@ -1,6 +1,7 @@
-"""End to end: the real statemachine/photo_check.asl.json, executed by moto's interpreter,
-with the real handlers in-process and Rekognition answered by canned, model-validated
-responses. One test per branch of the workflow."""
+"""End to end: the deployed path, locally. Each photo's event goes through the ingest queue to
+the real consumer, which runs the real statemachine/photo_check.asl.json (moto's
+interpreter, real handlers in-process, Rekognition answered by canned, model-validated
+responses); the real follow-up handlers read the tables' streams. One test per branch."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from racecheck.core.registry import parse_runners_csv
-from racecheck.core.runners_store import import_runners
+from racecheck.core.runners_store import import_runners, plan_import, read_items, write_items
 from racecheck.core.settings import Settings
-from racecheck.local.environment import LocalStack, local_stack
+from racecheck.local.environment import CONSUMER, Delivery, LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionError
 from tests.conftest import load_fixture, make_jpeg
 
@@ -58,24 +58,6 @@ THROTTLED = RekognitionError("ThrottlingException", "Rate exceeded")
 
 
 @pytest.fixture
-def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Retry waits are real sleeps in moto's interpreter; record them instead of waiting.
-
-    This reaches into moto: if an upgrade moves the retrier, this fixture fails loudly.
-    """
-    sleeps: list[float] = []
-
-    class _Clock:
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            sleeps.append(seconds)
-
-    assert hasattr(retrier_decl, "time"), "moto's retrier no longer sleeps via time.sleep"
-    monkeypatch.setattr(retrier_decl, "time", _Clock)
-    return sleeps
-
-
-@pytest.fixture
 def rekognition() -> ScriptedRekognition:
     return ScriptedRekognition()
 
@@ -96,13 +78,11 @@ def register(stack: LocalStack, row: str) -> None:
                    table_name=stack.names.runners_table, dynamodb_client=stack.dynamodb)
 
 
-def check(stack: LocalStack, key: str, body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Drop a photo in, run its execution to the end, return (execution, record)."""
-    event = stack.put_photo(key, body)
-    execution = stack.wait(stack.start(event))
-    record = stack.result_item(key=key, version=event["detail"]["object"]["version-id"])
-    assert record is not None, f"no record for {key}: {execution}"
-    return execution, record
+def check(stack: LocalStack, key: str, body: bytes) -> tuple[Delivery, dict[str, Any]]:
+    """Drop a photo in, let the pipeline settle, return (its delivery, its record)."""
+    delivery, record = stack.check(key, body)
+    assert record is not None, f"no record for {key}: {delivery}"
+    return delivery, record
 
 
 def count_records(stack: LocalStack) -> int:
@@ -115,12 +95,20 @@ def test_not_an_image_is_rejected_without_calling_rekognition(
 ) -> None:
     # given a text file dropped into the bucket
     # when it is checked
-    execution, record = check(stack, "notes.txt", b"finish times, not a photo\n")
-    # then it gets a REJECTED verdict and no Rekognition call was made
-    assert execution["status"] == "SUCCEEDED"
+    delivery, record = check(stack, "notes.txt", b"finish times, not a photo\n")
+    # then it gets a REJECTED verdict at the first delivery, and no Rekognition call was made
+    assert delivery.done and delivery.receive_count == 1
     assert record["verdict"] == "REJECTED"
     assert record["reasons"] == ["NOT_AN_IMAGE"]
     assert sum(stack.rekognition.calls.values()) == 0
+
+
+def test_an_empty_upload_is_rejected_as_empty(stack: LocalStack) -> None:
+    # given a 0-byte object (S3 answers a ranged GET of it with 416 InvalidRange)
+    _, record = check(stack, "empty.jpg", b"")
+    # then the reason says so, rather than an error
+    assert record["verdict"] == "REJECTED"
+    assert record["reasons"] == ["EMPTY_FILE"]
 
 
 def test_too_small_image_is_rejected(stack: LocalStack) -> None:
@@ -198,7 +186,7 @@ def test_registered_runner_matching_the_face_passes(
     assert record["links"][0]["face_index"] == 0
     # and "2026" on the bib's sponsor line is not taken for a bib
     assert all(bib["number"] != "2026" for bib in record["bibs"])
-    # and the photo can be found by bib through the index
+    # and the follow-up indexed the photo under its bib
     by_bib = stack.dynamodb.query(
         TableName=stack.names.results_table,
         IndexName="by_bib",
@@ -206,18 +194,14 @@ def test_registered_runner_matching_the_face_passes(
         ExpressionAttributeValues={":bib": {"S": "3631"}},
     )
     assert [item["key"]["S"] for item in by_bib["Items"]] == ["tom.jpg"]
+    assert by_bib["Items"][0]["outcome"]["S"] == "consistent"
 
 
 def test_gender_mismatch_fails_and_alerts(
     stack: LocalStack, rekognition: ScriptedRekognition
 ) -> None:
-    # given bib 4242 registered F and a male face at 99.9% above it
-    rekognition.script(
-        "swap.jpg",
-        DetectModerationLabels="detect_moderation_clean",
-        DetectText="detect_text_bib_3631",
-        DetectFaces="detect_faces_male_29_45",
-    )
+    # given bib 3631 registered F and a male face at 99.9% above it
+    rekognition.script("swap.jpg", **CLEAN_MALE)
     register(stack, "3631,F,18-39,Ana")
     _, record = check(stack, "swap.jpg", make_jpeg())
     assert record["verdict"] == "FAIL"
@@ -228,6 +212,9 @@ def test_gender_mismatch_fails_and_alerts(
     assert alerts[0]["attributes"]["alert_type"] == "PHOTO"
     assert json.loads(alerts[0]["attributes"]["reasons"]) == record["reasons"]
     assert "swap.jpg" in alerts[0]["message"]
+    # and the record says the alert went out, so no retry sends it again
+    settled = stack.result_item(key="swap.jpg", version=record["version"])
+    assert settled is not None and settled["alert_sent_at"]
 
 
 def test_unregistered_bib_is_reviewed(stack: LocalStack, rekognition: ScriptedRekognition) -> None:
@@ -238,43 +225,96 @@ def test_unregistered_bib_is_reviewed(stack: LocalStack, rekognition: ScriptedRe
     assert "BIB_UNREGISTERED" in record["reasons"]
 
 
-def test_throttled_rekognition_recovers_after_retries(
+def test_a_non_binary_runner_round_trips_and_is_judged_on_age_only(
+    stack: LocalStack, rekognition: ScriptedRekognition
+) -> None:
+    # given bib 3631 registered X 60-69 (stored in the runners table, loaded back by
+    # Decide) under a face estimated male 99.9%, aged 29-45
+    register(stack, "3631,non-binary,60-69,Sam")
+    rekognition.script("sam.jpg", **CLEAN_MALE)
+    _, record = check(stack, "sam.jpg", make_jpeg())
+    # then the gender is not compared; the age is, and sends the photo to review
+    assert record["verdict"] == "REVIEW"
+    assert record["reasons"] == ["AGE_OUTSIDE_CATEGORY"]
+    assert record["links"][0]["registered"]["gender"] == "X"
+    assert "registered X, 60-69" in record["summary"]
+
+
+def test_a_pruned_runner_is_no_longer_registered(
+    stack: LocalStack, rekognition: ScriptedRekognition
+) -> None:
+    # given a list without 3631 imported with prune, as `racecheck runners import --prune`
+    current = read_items(table_name=stack.names.runners_table, dynamodb_client=stack.dynamodb)
+    plan = plan_import(current, parse_runners_csv("bib,gender,age_category\n4242,F,18-39\n"),
+                       prune=True, at="2026-04-02T10:00:00.000Z", source="v2.csv")
+    write_items(plan.items, table_name=stack.names.runners_table,
+                dynamodb_client=stack.dynamodb)
+    # when a photo of bib 3631 comes in
+    rekognition.script("withdrawn.jpg", **CLEAN_MALE)
+    _, record = check(stack, "withdrawn.jpg", make_jpeg())
+    # then Decide treats the removed bib as unregistered
+    assert record["verdict"] == "REVIEW"
+    assert "BIB_UNREGISTERED" in record["reasons"]
+
+
+def test_throttling_within_the_quick_retry_recovers_in_the_same_run(
     stack: LocalStack, rekognition: ScriptedRekognition, retry_sleeps: list[float]
 ) -> None:
-    # given DetectText throttled twice, then answering
-    throttled_twice: list[str | RekognitionError] = [THROTTLED, THROTTLED,
-                                                     "detect_text_bib_3631"]
-    rekognition.script("busy.jpg", **{**CLEAN_MALE, "DetectText": throttled_twice})
-    _, record = check(stack, "busy.jpg", make_jpeg())
+    # given DetectText throttled once, then answering
+    throttled_once: list[str | RekognitionError] = [THROTTLED, "detect_text_bib_3631"]
+    rekognition.script("busy.jpg", **{**CLEAN_MALE, "DetectText": throttled_once})
+    delivery, record = check(stack, "busy.jpg", make_jpeg())
+    # then the state machine's own retry (after a jittered wait) was enough
     assert record["verdict"] == "PASS"
-    assert rekognition.calls[("busy.jpg", "DetectText")] == 3
-    # and the workflow backed off between attempts (full jitter: anywhere up to the cap)
-    assert len(retry_sleeps) == 2
-    assert all(0 <= sleep <= 16 for sleep in retry_sleeps)
+    assert delivery.receive_count == 1
+    assert rekognition.calls[("busy.jpg", "DetectText")] == 2
+    assert len(retry_sleeps) == 1 and 0 <= retry_sleeps[0] <= 2
 
 
-def test_rekognition_failing_for_good_records_an_error(
-    stack: LocalStack, rekognition: ScriptedRekognition, retry_sleeps: list[float]
+def test_longer_throttling_goes_back_to_the_queue_and_is_checked_later(
+    stack: LocalStack, rekognition: ScriptedRekognition
+) -> None:
+    # given DetectText throttled three times: more than one run's quick retry
+    throttled_thrice: list[str | RekognitionError] = [THROTTLED, THROTTLED, THROTTLED,
+                                                      "detect_text_bib_3631"]
+    rekognition.script("storm.jpg", **{**CLEAN_MALE, "DetectText": throttled_thrice})
+    delivery, record = check(stack, "storm.jpg", make_jpeg())
+    # then the first run handed the photo back to the queue, and the second delivery
+    # checked it: a verdict, not an ERROR
+    assert record["verdict"] == "PASS"
+    assert delivery.receive_count == 2
+    assert rekognition.calls[("storm.jpg", "DetectText")] == 4
+
+
+def test_rekognition_failing_for_good_records_an_error_and_dead_letters_the_event(
+    stack: LocalStack, rekognition: ScriptedRekognition
 ) -> None:
     always_throttled: list[str | RekognitionError] = [THROTTLED]
     rekognition.script("doomed.jpg", **{**CLEAN_MALE, "DetectText": always_throttled})
-    execution, record = check(stack, "doomed.jpg", make_jpeg())
-    assert execution["status"] == "SUCCEEDED"
+    delivery, record = check(stack, "doomed.jpg", make_jpeg())
+    # then every receive was used, two calls a run (the call and its quick retry)
+    max_receives = stack.throughput.max_receives
+    assert delivery.receive_count == max_receives and delivery.dead_lettered
+    assert rekognition.calls[("doomed.jpg", "DetectText")] == 2 * max_receives
+    # and the photo has an ERROR record that says why, and its event waits in the DLQ
     assert record["verdict"] == "ERROR"
-    assert record["reasons"] == ["ERROR:ThrottlingException"]
-    # the first attempt and MaxAttempts (5) retries, with a wait before each retry
-    assert rekognition.calls[("doomed.jpg", "DetectText")] == 6
-    assert len(retry_sleeps) == 5
+    assert record["reasons"] == ["ERROR:ServiceThrottled"]
+    assert "ThrottlingException" in record["error_cause"]
+    assert f"after {max_receives} attempts" in record["summary"]
+    stack.deliver()  # one receive too many: the redrive policy moves it
+    dead = stack.sqs.receive_message(QueueUrl=stack.dead_letter_queue_url).get("Messages", [])
+    assert [json.loads(m["Body"])["detail"]["object"]["key"] for m in dead] == ["doomed.jpg"]
 
 
-def test_unexpected_handler_error_records_an_error(
+def test_unexpected_handler_error_records_an_error_at_once(
     stack: LocalStack, rekognition: ScriptedRekognition
 ) -> None:
     rekognition.script(
         "denied.jpg",
         DetectModerationLabels=[RekognitionError("AccessDeniedException", "not allowed")],
     )
-    _, record = check(stack, "denied.jpg", make_jpeg())
+    delivery, record = check(stack, "denied.jpg", make_jpeg())
+    assert delivery.receive_count == 1
     assert record["verdict"] == "ERROR"
     assert record["reasons"] == ["ERROR:AccessDeniedException"]
 
@@ -282,20 +322,113 @@ def test_unexpected_handler_error_records_an_error(
 def test_same_event_three_times_gives_one_result_and_one_alert(
     stack: LocalStack, rekognition: ScriptedRekognition
 ) -> None:
-    # given a photo that earns an alert, and its event delivered three times at once
+    # given a photo that earns an alert, and its event delivered three times
     register(stack, "3631,F,18-39,Ana")
     rekognition.script("repeat.jpg", **CLEAN_MALE)
     event = stack.put_photo("repeat.jpg", make_jpeg())
-    executions = [stack.start(event) for _ in range(3)]
-    statuses = [stack.wait(arn)["status"] for arn in executions]
-    # then every execution ends well, one result is stored and one alert sent
-    assert statuses == ["SUCCEEDED"] * 3
+    for _ in range(3):
+        stack.enqueue(event)
+    deliveries = stack.settle()
+    # then every delivery ends well, one result is stored and one alert sent
+    assert [delivery.done for delivery in deliveries] == [True] * 3
     assert count_records(stack) == 1
     assert len(stack.drain_alerts()) == 1
-    # and a fourth delivery later stops at the lookup without calling Rekognition again
-    calls_before = sum(stack.rekognition.calls.values())
-    assert stack.wait(stack.start(event))["status"] == "SUCCEEDED"
-    assert sum(stack.rekognition.calls.values()) == calls_before
+    # and the repeats stopped at the lookup without calling Rekognition again
+    assert rekognition.calls[("repeat.jpg", "DetectText")] == 1
+
+
+def test_a_consumer_crash_after_the_record_is_written_loses_no_alert(
+    stack: LocalStack, rekognition: ScriptedRekognition
+) -> None:
+    # given a photo that earns an alert, and a consumer that dies right after its first run
+    register(stack, "3631,F,18-39,Ana")
+    rekognition.script("crash.jpg", **CLEAN_MALE)
+    consumer = stack.handlers[CONSUMER]
+    crashes: list[dict[str, Any]] = []
+
+    def crash_once(event: dict[str, Any], context: Any) -> Any:
+        response = consumer(event, context)
+        if not crashes:
+            crashes.append(response)
+            raise TimeoutError("Task timed out")  # the run finished; the answer was lost
+        return response
+
+    stack.handlers[CONSUMER] = crash_once
+    delivery, record = check(stack, "crash.jpg", make_jpeg())
+    # then the message came back, the second run found the record, and the alert that
+    # follows from the record went out once
+    assert crashes == [{"batchItemFailures": []}] and delivery.receive_count == 2
+    assert record["verdict"] == "FAIL"
+    assert count_records(stack) == 1
+    assert len(stack.drain_alerts()) == 1
+
+
+def test_an_ambiguous_write_of_the_record_is_retried_without_a_second_alert(
+    stack: LocalStack, rekognition: ScriptedRekognition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given DynamoDB storing the record but answering 500 (a timeout after the write)
+    register(stack, "3631,F,18-39,Ana")
+    rekognition.script("ambiguous.jpg", **CLEAN_MALE)
+    from moto.dynamodb.exceptions import MockValidationException
+    from moto.dynamodb.models import DynamoDBBackend
+
+    class InternalServerError(MockValidationException):
+        code = 500
+
+        def __init__(self) -> None:
+            super().__init__("internal error")
+            self.error_type = "InternalServerError"
+
+    original = DynamoDBBackend.put_item
+    failed: list[str] = []
+
+    def put_then_fail(self: Any, table_name: str, item_attrs: dict[str, Any],
+                      *args: Any, **kwargs: Any) -> Any:
+        result = original(self, table_name, item_attrs, *args, **kwargs)
+        if item_attrs.get("key", {}).get("S") == "ambiguous.jpg" and not failed:
+            failed.append(table_name)
+            raise InternalServerError()
+        return result
+
+    monkeypatch.setattr(DynamoDBBackend, "put_item", put_then_fail)
+    delivery, record = check(stack, "ambiguous.jpg", make_jpeg())
+    # then the state machine retried (DynamoDB.InternalServerErrorException, as AWS names
+    # it), found its own record there, and the stream sent the alert once
+    assert failed == [stack.names.results_table]
+    assert delivery.receive_count == 1
+    assert record["verdict"] == "FAIL"
+    assert len(stack.drain_alerts()) == 1
+
+
+def test_a_failed_publish_is_retried_from_the_stream(
+    stack: LocalStack, rekognition: ScriptedRekognition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given SNS failing the first publish of the photo's alert
+    register(stack, "3631,F,18-39,Ana")
+    rekognition.script("sns-down.jpg", **CLEAN_MALE)
+    from lambdas import shared
+
+    topic = shared.sns()
+    original = topic.publish
+    attempts: list[str] = []
+
+    def publish_failing_once(**request: Any) -> Any:
+        attempts.append(request["Subject"])
+        if len(attempts) == 1:
+            raise RuntimeError("SNS unavailable")
+        return original(**request)
+
+    monkeypatch.setattr(topic, "publish", publish_failing_once)
+    _, record = check(stack, "sns-down.jpg", make_jpeg())
+    # then the stream record was delivered again, the alert sent once, the runner's
+    # evidence counted once
+    assert len(attempts) == 2
+    assert len(stack.drain_alerts()) == 1
+    evidence = stack.dynamodb.get_item(TableName=stack.names.evidence_table,
+                                       Key={"bib": {"S": "3631"}})["Item"]
+    assert evidence["inconsistent"]["N"] == "1"
+    assert stack.stream_failures == []
+    assert record["verdict"] == "FAIL"
 
 
 @pytest.mark.parametrize(
@@ -322,7 +455,8 @@ def test_url_encoded_key_in_the_event_is_resolved(
     )
     event = stack.put_photo(key, make_jpeg())
     event["detail"]["object"]["key"] = "finish+line/Zo%C3%AB+3631.jpg"
-    assert stack.wait(stack.start(event))["status"] == "SUCCEEDED"
+    stack.enqueue(event)
+    stack.settle()
     record = stack.result_item(key=key, version=event["detail"]["object"]["version-id"])
     assert record is not None and record["verdict"] == "PASS"
 
@@ -346,4 +480,65 @@ def test_two_inconsistent_photos_make_one_suspect_alert(
     assert len(suspect_alerts) == 1
     assert "km0.jpg" in suspect_alerts[0]["message"]
     assert "km1.jpg" in suspect_alerts[0]["message"]
+    assert "GENDER_MISMATCH in 2 photo(s)" in suspect_alerts[0]["message"]
     assert len([a for a in alerts if a["attributes"]["alert_type"] == "PHOTO"]) == 3
+
+
+class MassStart:
+    """A crowded start line: 100 faces, 80 bibs below them and 20 sponsor words, the most
+    DetectText returns (100 words) and a DetectFaces answer as large as a photo gets."""
+
+    @staticmethod
+    def box(left: float, top: float, width: float, height: float) -> dict[str, Any]:
+        return {"BoundingBox": {"Width": width, "Height": height, "Left": left, "Top": top},
+                "Polygon": [{"X": left, "Y": top}, {"X": left + width, "Y": top},
+                            {"X": left + width, "Y": top + height},
+                            {"X": left, "Y": top + height}]}
+
+    def __call__(self, operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
+        if operation == "DetectModerationLabels":
+            return load_fixture("rekognition/detect_moderation_clean.json")
+        if operation == "DetectText":
+            detections = []
+            for index in range(100):
+                column, row = index % 10, index // 10
+                is_bib = index < 80
+                text = str(1000 + index) if is_bib else f"SPONSOR{index}"
+                geometry = self.box(0.02 + column * 0.097, 0.06 + row * 0.094 + 0.045,
+                                    0.04, 0.02 if is_bib else 0.012)
+                detections.append({"DetectedText": text, "Type": "LINE", "Id": index,
+                                   "Confidence": 99.0, "Geometry": geometry})
+                detections.append({"DetectedText": text, "Type": "WORD", "Id": 100 + index,
+                                   "ParentId": index, "Confidence": 99.0, "Geometry": geometry})
+            return {"TextDetections": detections, "TextModelVersion": "3.0"}
+        face = load_fixture("rekognition/detect_faces_male_29_45.json")["FaceDetails"][0]
+        faces = []
+        for index in range(100):
+            column, row = index % 10, index // 10
+            faces.append({**face, "BoundingBox": self.box(
+                0.03 + column * 0.097, 0.06 + row * 0.094, 0.02, 0.025)["BoundingBox"]})
+        return {"FaceDetails": faces}
+
+
+def test_a_mass_start_photo_keeps_every_state_well_under_256_kb(settings: Settings) -> None:
+    # given the largest answers Rekognition gives for one photo
+    with local_stack(settings=settings, backend=MassStart()) as stack:
+        assert stack.sync_executions is not None
+        stack.sync_executions.keep_history = True
+        _, record = stack.check("start-line.jpg", make_jpeg(1600, 1200))
+        (history,) = stack.sync_executions.histories
+    # then the photo is recorded with all it holds
+    assert record is not None and record["verdict"] == "REVIEW"  # 80 unregistered bibs
+    assert len(record["faces"]) == 100 and len(record["bibs"]) == 80
+    # and no state's input or output came near Step Functions' 256 KB (262,144 bytes)
+    sizes: dict[str, int] = {}
+    for event in history:
+        for details in ("stateEnteredEventDetails", "stateExitedEventDetails"):
+            if details in event:
+                payload = event[details].get("input") or event[details].get("output") or ""
+                name = event[details]["name"]
+                sizes[name] = max(sizes.get(name, 0), len(payload.encode("utf-8")))
+    assert {"Decide", "RecordResult", "Checked"} <= set(sizes)
+    largest = max(sizes.values())
+    print(f"largest state payload: {largest} bytes ({max(sizes, key=sizes.__getitem__)})")
+    assert largest < 262_144 * 0.6, sizes

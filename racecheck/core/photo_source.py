@@ -69,9 +69,23 @@ def _ranged_get(s3: Any, *, bucket: str, key: str, version: str | None, last_byt
     return body, total, response.get("VersionId") or version or "null"
 
 
+def _error_code(error: Exception) -> str | None:
+    return getattr(error, "response", {}).get("Error", {}).get("Code")
+
+
 def _is_missing(error: Exception) -> bool:
-    code = getattr(error, "response", {}).get("Error", {}).get("Code")
-    return code in ("NoSuchKey", "NoSuchVersion", "404", "InvalidArgument")
+    return _error_code(error) in ("NoSuchKey", "NoSuchVersion", "404", "InvalidArgument")
+
+
+def _empty_object(s3: Any, *, bucket: str, key: str, version: str | None
+                  ) -> tuple[bytes, int, str]:
+    """S3 answers a ranged GET of a 0-byte object with 416 InvalidRange: confirm the size."""
+    request: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version and version != "null":
+        request["VersionId"] = version
+    response = s3.head_object(**request)
+    return b"", int(response.get("ContentLength", 0)), (
+        response.get("VersionId") or version or "null")
 
 
 def check_photo(s3: Any, *, bucket: str, delivered_key: str, version: str | None,
@@ -84,7 +98,10 @@ def check_photo(s3: Any, *, bucket: str, delivered_key: str, version: str | None
         except Exception as error:
             if _is_missing(error):
                 continue
-            raise
+            if _error_code(error) != "InvalidRange":
+                raise
+            head, total, resolved_version = _empty_object(s3, bucket=bucket, key=key,
+                                                          version=version)
         break
     else:
         raise PhotoNotFound(f"s3://{bucket}/{delivered_key} (version {version}) does not exist")

@@ -70,6 +70,8 @@ def describe_link(link: Mapping[str, Any]) -> str:
     else:
         seen = "no face linked"
     findings = ", ".join(link.get("findings") or []) or "consistent"
+    if estimated and registered and registered.get("gender") == "X":
+        findings += " (gender not compared: registered X)"
     return f"Bib {link.get('bib')}: {said}; {seen}: {findings}"
 
 
@@ -98,55 +100,41 @@ def alert_for(*, photo: Mapping[str, Any], verdict: str, reasons: list[str], sum
     }
 
 
-def suspect_message_template(bib: str, registered: Mapping[str, Any] | None) -> str:
-    """A States.Format template: the ASL fills in the counts and the photo list."""
-    who = "the runner registered"
-    if registered:
-        name = str(registered.get("name") or "").strip()
-        who = f"{name} ({registered.get('gender')} {registered.get('category')})" if name else (
-            f"the runner registered {registered.get('gender')} {registered.get('category')}")
-    escaped = who.replace("\\", "").replace("{", "(").replace("}", ")").replace("'", "\u2019")
-    return (f"racecheck SUSPECT: bib {bib}, {escaped}. Inconsistent photos: {{}}, consistent"
-            f" photos: {{}}. Review these photos before any decision: {{}}")
+def evidence_entries(decision: Any) -> list[dict[str, Any]]:
+    """Per number in the photo: its outcome for the runner's counters, and who is registered.
+
+    One entry per number (the worst outcome when a number shows twice): a photo counts once
+    for a runner. Unregistered numbers are kept too: they feed the by_bib index.
+    """
+    registered_by_bib = {str(link.get("bib")): link.get("registered") for link in decision.links}
+    entries = []
+    for evidence in decision.evidence:
+        bib = str(evidence.get("bib") or "")
+        if not bib:
+            continue
+        entries.append({
+            "bib": bib,
+            "outcome": evidence.get("outcome", "unknown"),
+            "reasons": list(evidence.get("reasons") or []),
+            "registered": registered_by_bib.get(bib),
+        })
+    return entries
 
 
-def evidence_update(*, photo_id: str, outcome: str, findings: list[str], settings: Settings,
-                    recorded_at: str) -> dict[str, Any]:
-    """The atomic counter update for one runner; reason counters get one attribute each."""
-    consistent = 1 if outcome == "consistent" else 0
-    inconsistent = 1 if outcome == "inconsistent" else 0
-    # Every attribute goes through a name placeholder: several (e.g. "consistent") are
-    # DynamoDB reserved words.
-    counters = ["photos_seen", "consistent", "inconsistent", "weighted_consistent", "photos"]
-    names = {f"#{name}": name for name in [*counters, "alerted", "last_seen_at"]}
-    values: dict[str, Any] = {
-        ":one": 1, ":consistent": consistent, ":inconsistent": inconsistent,
-        ":weighted": Decimal(str(settings.suspect_ratio)) * consistent,
-        ":photo": {photo_id}, ":false": False, ":now": recorded_at,
-    }
-    adds = ["#photos_seen :one", "#consistent :consistent", "#inconsistent :inconsistent",
-            "#weighted_consistent :weighted", "#photos :photo"]
-    for index, code in enumerate(sorted(set(findings))):
-        names[f"#reason{index}"] = f"reason_{code}"
-        adds.append(f"#reason{index} :one")
-    return {
-        "update_expression": "ADD " + ", ".join(adds)
-        + " SET #alerted = if_not_exists(#alerted, :false), #last_seen_at = :now",
-        "attribute_names": names,
-        "attribute_values": to_attribute_values(values),
-        "min_inconsistent": settings.suspect_min_inconsistent,
-    }
+def build_record(*, photo: Mapping[str, Any], decision: Any, image: Mapping[str, Any] | None,
+                 moderation: Mapping[str, Any] | None, text: Mapping[str, Any] | None,
+                 faces: list[dict[str, Any]] | None, settings: Settings, recorded_at: str,
+                 execution: str) -> dict[str, Any]:
+    """The photo's record: what was found, the verdict, and what must follow from it.
 
-
-def build_outcome(*, photo: Mapping[str, Any], decision: Any, image: Mapping[str, Any] | None,
-                  moderation: Mapping[str, Any] | None, text: Mapping[str, Any] | None,
-                  faces: list[dict[str, Any]] | None, settings: Settings, recorded_at: str,
-                  execution: str) -> dict[str, Any]:
-    """Everything the ASL needs after Decide: the record, per-bib entries and the alert."""
+    ``evidence`` (per bib) and ``alert`` (when a person must be told at once) are what the
+    follow-up Lambda acts on when the record appears in the table's stream, so a record
+    once written always leads to its index entries, counters and alert.
+    """
     verdict: str = decision.verdict
     reasons: list[str] = list(decision.reasons)
     links: list[dict[str, Any]] = [dict(link) for link in decision.links]
-    record = {
+    record: dict[str, Any] = {
         "photo": photo["photo"],
         "version": photo["version"],
         "bucket": photo["bucket"],
@@ -159,6 +147,7 @@ def build_outcome(*, photo: Mapping[str, Any], decision: Any, image: Mapping[str
         "near_misses": list((text or {}).get("near_misses", [])),
         "faces": faces or [],
         "links": links,
+        "evidence": evidence_entries(decision),
         "moderation_labels": list((moderation or {}).get("labels", [])),
         "model_versions": {
             "moderation": (moderation or {}).get("model_version", ""),
@@ -168,45 +157,7 @@ def build_outcome(*, photo: Mapping[str, Any], decision: Any, image: Mapping[str
         "recorded_at": recorded_at,
         "execution": execution,
     }
-    registered_by_bib = {str(link.get("bib")): link.get("registered") for link in links}
-    bib_entries = []
-    # One entry per number (the worst outcome when a number shows twice): a photo counts
-    # once for a runner.
-    for evidence in decision.evidence:
-        bib = str(evidence.get("bib") or "")
-        if not bib:
-            continue
-        entry: dict[str, Any] = {
-            "bib": bib,
-            "bib_item": to_attribute_values({
-                "photo": photo["photo"],
-                "version": f"bib#{bib}#{photo['version']}",
-                "bib": bib,
-                "key": photo["key"],
-                "bucket": photo["bucket"],
-                # Not "verdict": the by_verdict index holds the photos' own records only.
-                "photo_verdict": verdict,
-                "outcome": evidence.get("outcome", "unknown"),
-                "recorded_at": recorded_at,
-            }),
-        }
-        registered = registered_by_bib.get(bib)
-        if registered:
-            entry["evidence"] = {
-                **evidence_update(photo_id=photo["photo"],
-                                  outcome=evidence.get("outcome", "unknown"),
-                                  findings=list(evidence.get("reasons") or []),
-                                  settings=settings, recorded_at=recorded_at),
-                "suspect_message_template": suspect_message_template(bib, registered),
-            }
-        bib_entries.append(entry)
-    notify = verdict == "FAIL" or (verdict == "REVIEW" and settings.review_alerts == "each")
-    return {
-        "verdict": verdict,
-        "reasons": reasons,
-        "item": to_attribute_values(record),
-        "bib_entries": bib_entries,
-        "notify": notify,
-        "alert": alert_for(photo=photo, verdict=verdict, reasons=reasons,
-                           summary=decision.summary, links=links),
-    }
+    if verdict == "FAIL" or (verdict == "REVIEW" and settings.review_alerts == "each"):
+        record["alert"] = alert_for(photo=photo, verdict=verdict, reasons=reasons,
+                                    summary=decision.summary, links=links)
+    return record

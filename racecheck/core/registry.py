@@ -6,12 +6,17 @@ separated, UTF-8 with or without BOM):
 | column | required | meaning |
 | --- | --- | --- |
 | ``bib`` (or ``bib_number``) | yes | the number as printed; kept as text (``0042`` stays) |
-| ``gender`` (or ``sex``) | yes | ``M``/``F``/``male``/``female`` (also ``W``/``woman``/``man``) |
+| ``gender`` (or ``sex``) | yes | ``M``/``F``/``X`` and their spellings (see below) |
 | ``age_category`` (or ``category``) | one of | ``18-39``, ``M50-54``, ``W45-49``, ``70+`` |
 | ``birth_date`` (``YYYY-MM-DD``) or ``birth_year`` | one of | with a race date |
 | ``race_date`` (``YYYY-MM-DD``) | with a birth column | overrides the ``race_date`` argument |
 | ``name`` | no | kept for reviewers |
 | anything else | no | kept, as text, in ``Runner.extra`` (empty cells dropped) |
+
+Gender, any case: ``M`` (``male``, ``man``), ``F`` (``female``, ``W``, ``woman``) or ``X``
+for a non-binary division (``NB``, ``non-binary``, ``nonbinary``, ``non binary``,
+``non-binaire``, and German exports' ``D``/``divers``/``diverse``). A runner registered
+``X`` has no gender to compare a face with: the rules compare only the age.
 
 Age bounds: a category label gives its bounds (``70+`` has no upper bound). A birth date
 gives the exact age on the race date (``age_min == age_max``); a birth year alone gives the
@@ -34,7 +39,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-Gender = Literal["M", "F"]
+Gender = Literal["M", "F", "X"]
+NON_BINARY: Gender = "X"
 
 BIB_COLUMNS = ("bib", "bib_number")
 GENDER_COLUMNS = ("gender", "sex")
@@ -47,7 +53,14 @@ NAME_COLUMN = "name"
 _GENDERS: dict[str, Gender] = {
     "m": "M", "male": "M", "man": "M",
     "f": "F", "female": "F", "w": "F", "woman": "F",
+    # Races with a non-binary division register it as X (Boston, New York, London); other
+    # exports spell it out, and German ones use D ("divers", the third legal gender).
+    "x": "X", "nb": "X", "non-binary": "X", "nonbinary": "X", "non binary": "X",
+    "non-binaire": "X", "d": "X", "divers": "X", "diverse": "X",
 }
+# In category labels D is ambiguous: German-speaking orienteering and Swiss lists write
+# women's classes as D40 ("Damen"). A D-prefixed label stays an error rather than a guess.
+_CATEGORY_PREFIXES = {text: gender for text, gender in _GENDERS.items() if text != "d"}
 _RANGE_LABEL = re.compile(
     r"^(?P<prefix>[A-Za-z]*)\s*(?P<low>\d{1,3})\s*[-\u2013]\s*(?P<high>\d{1,3})$"
 )
@@ -91,7 +104,7 @@ class Runner:
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Runner:
-        gender = _GENDERS.get(str(item["gender"]).strip().lower())
+        gender = parse_gender(str(item["gender"]))
         if gender is None:
             raise ValueError(f"bib {item.get('bib')}: unknown gender {item['gender']!r}")
         age_max = item.get("age_max")
@@ -108,6 +121,11 @@ class Runner:
         )
 
 
+def parse_gender(text: str) -> Gender | None:
+    """``"Non-Binary"`` -> ``"X"``; None for a value that is not a known spelling."""
+    return _GENDERS.get(" ".join(text.split()).lower())
+
+
 def parse_category(label: str) -> tuple[int, int | None, Gender | None]:
     """``"M50-54"`` -> ``(50, 54, "M")``; ``"70+"`` -> ``(70, None, None)``."""
     text = label.strip()
@@ -117,7 +135,7 @@ def parse_category(label: str) -> tuple[int, int | None, Gender | None]:
             f"age category {label!r} is not like 18-39, M50-54 or 70+"
         )
     prefix = match.group("prefix").lower()
-    prefix_gender = _GENDERS.get(prefix) if prefix else None
+    prefix_gender = _CATEGORY_PREFIXES.get(prefix) if prefix else None
     if prefix and prefix_gender is None:
         raise ValueError(f"age category {label!r}: unknown prefix {match.group('prefix')!r}")
     low = int(match.group("low"))
@@ -223,9 +241,10 @@ def _runner_from_row(row: dict[str, str], race_date: date | None) -> Runner:
     elif any(character.isspace() for character in bib):
         reasons.append(f"bib {bib!r} contains spaces")
 
-    gender = _GENDERS.get(row[gender_column].lower())
+    gender = parse_gender(row[gender_column])
     if gender is None:
-        reasons.append(f"gender {row[gender_column]!r} is not M/F/male/female")
+        reasons.append(f"gender {row[gender_column]!r} is not M/F/X (male, female, "
+                       "non-binary, ...)")
 
     label = row.get(category_column, "") if category_column else ""
     bounds: tuple[int, int | None] | None = None

@@ -52,6 +52,10 @@ A photo without any bib is PASS with ``NO_BIB``: it is not suspicious, and a sep
 verdict would only add a state for alerts to ignore. Likewise a bib whose wearer cannot be
 seen is PASS with a reason, because one photo's absence of a face is no evidence.
 
+A runner registered ``X`` (non-binary) has no gender to compare: the gender comparison is
+skipped (never ``GENDER_MISMATCH`` or ``GENDER_UNCERTAIN``, and the gender estimate never
+counts as a confirmation); the age is compared as for everyone.
+
 Per bib the decision also states the outcome for the evidence counters across photos:
 ``inconsistent`` when a mismatch finding exists (``GENDER_MISMATCH``,
 ``AGE_OUTSIDE_CATEGORY``, ``ONE_RUNNER_SEVERAL_BIBS``, ``SAME_BIB_TWICE``), else
@@ -69,7 +73,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from racecheck.core.linking import AMBIGUOUS, link_bibs_to_faces
-from racecheck.core.registry import Runner
+from racecheck.core.registry import NON_BINARY, Runner
 from racecheck.core.settings import Settings
 
 PASS = "PASS"
@@ -294,6 +298,9 @@ def face_quality_problems(face: Mapping[str, Any], settings: Settings) -> list[s
 def judge_gender(runner: Runner, face: Mapping[str, Any], settings: Settings, *,
                  clear_face: bool) -> tuple[str | None, str, int]:
     """(finding or None, verdict it earns, 1 if the face confirms the registered gender)."""
+    if runner.gender == NON_BINARY:
+        # Nothing to compare a face with: neither a mismatch nor a confirmation.
+        return None, PASS, 0
     estimated = _GENDER_CODES.get(str(face.get("gender") or "").lower())
     confidence = float(face.get("gender_confidence") or 0.0)
     if estimated is None or confidence < settings.gender_review_confidence:

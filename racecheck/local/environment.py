@@ -1,9 +1,16 @@
 """An in-process stand-in for the deployed stack, driving the real ASL file.
 
-moto emulates S3, DynamoDB, SNS, SQS and Step Functions, and its Step Functions
-interpreter executes ``statemachine/photo_check.asl.json`` itself. Lambda Tasks are
-answered by the real handlers from ``lambdas/`` called in-process, and Rekognition by a
-local backend (see ``racecheck.local.rekognition``). Nothing leaves the machine.
+moto emulates S3, DynamoDB (with streams), SNS, SQS and Step Functions, and its Step
+Functions interpreter executes ``statemachine/photo_check.asl.json`` itself. The path a
+photo takes is the deployed one: its event is queued in the ingest queue, the real queue
+consumer (``lambdas.start_checks``) receives it and runs the state machine synchronously,
+the real follow-up handlers read the tables' streams. What AWS does between them is
+emulated here, as the service documents it: the SQS event source (one message per
+invocation, partial batch failures, redrive to the DLQ after ``max_receives``), the
+DynamoDB stream event sources (in order, failed records retried) and StartSyncExecution
+(which moto lacks: the run is executed in the caller's thread). Lambda Tasks are answered
+by the real handlers called in-process, and Rekognition by a local backend (see
+``racecheck.local.rekognition``). Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -18,21 +25,29 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
 from racecheck.core.digest import BY_VERDICT_INDEX, DIGEST_ATTRIBUTES
 from racecheck.core.settings import REPOSITORY_ROOT, Settings
+from racecheck.core.throughput import Throughput
 from racecheck.local.rekognition import LocalRekognitionHook, RekognitionBackend
 
 ASL_PATH = REPOSITORY_ROOT / "statemachine" / "photo_check.asl.json"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 PREFIX = "racecheck-local"
-# Each describe_execution runs through moto's whole request path: poll gently.
-POLL_SECONDS = 0.05
+# Locally the queue gives a failed photo back at once (no quota to wait for), and gives up
+# after as many receives as the deployed queue does by default.
+LOCAL_THROUGHPUT = Throughput(rekognition_tps=1000, photo_check_seconds=1, max_receives=10,
+                              requeue_delay_seconds=0)
+# Longer than any local run takes: a message is never delivered twice at once.
+LOCAL_VISIBILITY_TIMEOUT_SECONDS = 3600
+# A stream record that keeps failing is retried this often before it is set aside, as the
+# deployed event source sends it to its dead-letter queue after its retries.
+STREAM_RETRIES = 5
 # The handler module behind each Lambda Task, by the ASL placeholder that names it.
 FUNCTIONS = {
     "CheckImageFunctionArn": ("check-image", "lambdas.check_image"),
@@ -41,6 +56,10 @@ FUNCTIONS = {
     "AnalyzeFacesFunctionArn": ("analyze-faces", "lambdas.analyze_faces"),
     "DecideFunctionArn": ("decide", "lambdas.decide"),
 }
+# The pipeline's other handlers, which AWS invokes from event sources; here the local stack does.
+CONSUMER = "lambdas.start_checks"
+FOLLOW_UP = "lambdas.follow_up"
+SUSPECT_ALERTS = "lambdas.suspect_alerts"
 HANDLER_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "racecheck",
     "POWERTOOLS_METRICS_NAMESPACE": "Racecheck",
@@ -48,6 +67,7 @@ HANDLER_ENVIRONMENT = {
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "AWS_DEFAULT_REGION": REGION,
+    "PACE_STARTS": "false",
 }
 
 
@@ -56,8 +76,6 @@ _CLIENT_BUILDING_MODULES = (
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
     "state_task_service_dynamodb",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
-    "state_task_service_sns",
 )
 
 
@@ -71,8 +89,11 @@ class LocalNames:
     results_table: str = f"{PREFIX}-results"
     runners_table: str = f"{PREFIX}-runners"
     evidence_table: str = f"{PREFIX}-evidence"
+    quota_table: str = f"{PREFIX}-quota"
     topic: str = f"{PREFIX}-alerts"
     alert_queue: str = f"{PREFIX}-alerts-capture"
+    photo_queue: str = f"{PREFIX}-photos"
+    dead_letter_queue: str = f"{PREFIX}-photos-dead-letters"
     state_machine: str = f"{PREFIX}-photo-check"
 
     def function_arn(self, short_name: str) -> str:
@@ -143,22 +164,62 @@ def _in_process_invoker(handlers: dict[str, Callable[..., Any]], clock: HandlerC
     return invoke
 
 
+@dataclass
+class Delivery:
+    """What the emulated SQS event source did with one message."""
+
+    message_id: str
+    event: dict[str, Any]
+    receive_count: int
+    done: bool  # deleted (checked) or, on its last receive, left for the dead-letter queue
+    dead_lettered: bool = False
+
+
+@dataclass
+class _StreamCursor:
+    stream_arn: str
+    shard_id: str
+    sequence: str | None = None  # the next record to deliver (None: from the start)
+    failures: int = 0
+
+
 class LocalStack:
     """The emulated resources of one local run; use ``local_stack()`` to create it."""
 
     def __init__(self, *, names: LocalNames, clients: dict[str, Any], state_machine_arn: str,
-                 topic_arn: str, queue_url: str, hook: LocalRekognitionHook,
-                 handler_clock: HandlerClock) -> None:
+                 topic_arn: str, queue_url: str, photo_queue_url: str,
+                 dead_letter_queue_url: str, hook: LocalRekognitionHook,
+                 handler_clock: HandlerClock, handlers: dict[str, Callable[..., Any]],
+                 throughput: Throughput) -> None:
         self.names = names
         self.s3 = clients["s3"]
         self.dynamodb = clients["dynamodb"]
         self.sqs = clients["sqs"]
         self.sfn = clients["stepfunctions"]
+        self.streams = clients["dynamodbstreams"]
         self.state_machine_arn = state_machine_arn
         self.topic_arn = topic_arn
         self.queue_url = queue_url
+        self.photo_queue_url = photo_queue_url
+        self.dead_letter_queue_url = dead_letter_queue_url
         self.rekognition = hook
         self.handler_clock = handler_clock
+        self.throughput = throughput
+        # The handlers AWS invokes from event sources, by module (tests may wrap them).
+        self.handlers = handlers
+        self._stream_lock = threading.Lock()
+        self._cursors = [self._cursor(table) for table in (names.results_table,
+                                                            names.evidence_table)]
+        self.stream_failures: list[dict[str, Any]] = []
+        # Wall time in the queue consumer (with the runs it waits for) and the stream
+        # handlers, and the part of it spent in state machine runs; the Task handlers' own
+        # time is in handler_clock.
+        self.pipeline_seconds = 0.0
+        self.execution_seconds = 0.0
+        self._clock_lock = threading.Lock()
+        self.sync_executions: SyncExecutions | None = None
+
+    # -------------------------------------------------------------------- photos in
 
     def put_photo(self, key: str, body: bytes) -> dict[str, Any]:
         """Store a photo and return the EventBridge event S3 would emit for it."""
@@ -166,25 +227,167 @@ class LocalStack:
         return object_created_event(bucket=self.names.bucket, key=key, size=len(body),
                                     version=response["VersionId"], etag=response["ETag"])
 
-    def start(self, event: dict[str, Any]) -> str:
-        # A unique name per run: moto names an unnamed execution "None" and then collides.
-        return self.sfn.start_execution(stateMachineArn=self.state_machine_arn,
-                                        name=f"photo-{uuid.uuid4().hex}",
-                                        input=json.dumps(event))["executionArn"]
+    def enqueue(self, event: dict[str, Any]) -> str:
+        """What the EventBridge rule does with the event: one message in the ingest queue."""
+        return str(self.sqs.send_message(QueueUrl=self.photo_queue_url,
+                                         MessageBody=json.dumps(event))["MessageId"])
 
-    def describe(self, execution_arn: str) -> dict[str, Any]:
-        # Real AWS has no describe for Express executions; only the local runner polls.
-        return self.sfn.describe_execution(executionArn=execution_arn)
+    def start_sync(self, event: dict[str, Any], *, name: str | None = None) -> dict[str, Any]:
+        """StartSyncExecution, as the consumer calls it (for tests that need one run)."""
+        return dict(self.sfn.start_sync_execution(
+            stateMachineArn=self.state_machine_arn, name=name or f"photo-{uuid.uuid4().hex}",
+            input=json.dumps(event)))
 
-    def wait(self, execution_arn: str, *, timeout_s: float = 330.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
+    # ----------------------------------------------------- the SQS event source
+
+    def deliver(self, *, wait_seconds: int = 0) -> Delivery | None:
+        """Receive one message and invoke the consumer with it, as the event source does.
+
+        Returns None when no message is visible. A message the consumer reports as failed
+        stays in the queue (the consumer has set when it returns); after its last receive,
+        the queue's redrive policy (moto implements it as SQS does) moves it to the
+        dead-letter queue instead of delivering it again.
+        """
+        messages = self.sqs.receive_message(
+            QueueUrl=self.photo_queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["All"]).get("Messages", [])
+        if not messages:
+            return None
+        message = messages[0]
+        receive_count = int(message["Attributes"]["ApproximateReceiveCount"])
+        try:
+            response = self._invoke(CONSUMER, {"Records": [_sqs_record(message, self.names)]})
+        except Exception:
+            # An invocation that fails as a whole (a crash, a timeout) leaves every message
+            # of its batch in the queue, to come back when its visibility timeout ends: at
+            # once here, rather than after the deployed half hour.
+            response = {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+            self.sqs.change_message_visibility(QueueUrl=self.photo_queue_url,
+                                               ReceiptHandle=message["ReceiptHandle"],
+                                               VisibilityTimeout=0)
+        failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
+        if message["MessageId"] not in failed:
+            self.sqs.delete_message(QueueUrl=self.photo_queue_url,
+                                    ReceiptHandle=message["ReceiptHandle"])
+            return Delivery(message["MessageId"], json.loads(message["Body"]), receive_count,
+                            done=True)
+        last = receive_count >= self.throughput.max_receives
+        return Delivery(message["MessageId"], json.loads(message["Body"]), receive_count,
+                        done=last, dead_lettered=last)
+
+    def queue_is_empty(self) -> bool:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.photo_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return all(int(value) == 0 for value in attributes.values())
+
+    def drain_queue(self) -> list[Delivery]:
+        """Deliver until the queue is empty (failed photos come back at once locally)."""
+        deliveries: list[Delivery] = []
         while True:
-            description = self.describe(execution_arn)
-            if description["status"] != "RUNNING":
-                return description
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{execution_arn} still running after {timeout_s} s")
-            time.sleep(POLL_SECONDS)
+            delivery = self.deliver()
+            if delivery is None:
+                if self.queue_is_empty():
+                    return deliveries
+                time.sleep(0.01)  # a message is back only when its visibility ends
+                continue
+            deliveries.append(delivery)
+
+    # ----------------------------------------------- the DynamoDB stream event sources
+
+    def _cursor(self, table: str) -> _StreamCursor:
+        stream_arn = self.dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        shard = self.streams.describe_stream(StreamArn=stream_arn)["StreamDescription"][
+            "Shards"][0]
+        return _StreamCursor(stream_arn=stream_arn, shard_id=shard["ShardId"])
+
+    def pump_streams(self) -> int:
+        """Deliver the tables' new stream records to their handlers; returns how many.
+
+        Records reach a handler in order, a batch at a time; a record the handler reports
+        as failed is delivered again (with those after it) until it succeeds, or set aside
+        after ``STREAM_RETRIES``, as the deployed event source's on-failure destination does.
+        """
+        with self._stream_lock:
+            delivered = 0
+            for cursor, handler in zip(self._cursors, (FOLLOW_UP, SUSPECT_ALERTS), strict=True):
+                delivered += self._pump(cursor, handler)
+            return delivered
+
+    def _pump(self, cursor: _StreamCursor, handler: str) -> int:
+        delivered = 0
+        while True:
+            iterator_request: dict[str, Any] = {"StreamArn": cursor.stream_arn,
+                                                "ShardId": cursor.shard_id}
+            if cursor.sequence is None:
+                iterator_request["ShardIteratorType"] = "TRIM_HORIZON"
+            else:
+                iterator_request.update(ShardIteratorType="AT_SEQUENCE_NUMBER",
+                                        SequenceNumber=cursor.sequence)
+            iterator = self.streams.get_shard_iterator(**iterator_request)["ShardIterator"]
+            records = self.streams.get_records(ShardIterator=iterator, Limit=25)["Records"]
+            if not records:
+                return delivered
+            for record in records:
+                record["eventSourceARN"] = cursor.stream_arn
+            try:
+                response = self._invoke(handler, {"Records": records})
+            except Exception:
+                # The whole batch failed (Powertools raises when every record did): the
+                # event source retries it from its first record.
+                response = {"batchItemFailures": [
+                    {"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]}
+            failed = [failure["itemIdentifier"]
+                      for failure in response.get("batchItemFailures", [])]
+            if not failed:
+                cursor.sequence = str(int(records[-1]["dynamodb"]["SequenceNumber"]) + 1)
+                cursor.failures = 0
+                delivered += len(records)
+                continue
+            first_failed = min(failed, key=int)
+            delivered += sum(1 for record in records
+                             if int(record["dynamodb"]["SequenceNumber"]) < int(first_failed))
+            cursor.sequence = first_failed
+            cursor.failures += 1
+            if cursor.failures > STREAM_RETRIES:
+                record = next(r for r in records
+                              if r["dynamodb"]["SequenceNumber"] == first_failed)
+                self.stream_failures.append({"handler": handler, "record": record})
+                cursor.sequence = str(int(first_failed) + 1)
+                cursor.failures = 0
+
+    def settle(self) -> list[Delivery]:
+        """Deliver every queued photo and every stream record they lead to."""
+        deliveries = self.drain_queue()
+        while self.pump_streams():
+            pass
+        return deliveries
+
+    def check(self, key: str, body: bytes) -> tuple[Delivery, dict[str, Any] | None]:
+        """Drop one photo in and let the pipeline settle: (its delivery, its record)."""
+        event = self.put_photo(key, body)
+        self.enqueue(event)
+        deliveries = self.settle()
+        delivery = deliveries[-1]
+        return delivery, self.result_item(key=key,
+                                          version=event["detail"]["object"]["version-id"])
+
+    def _invoke(self, module: str, event: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            result: dict[str, Any] = self.handlers[module](
+                event, _lambda_context(module.rsplit(".", 1)[-1]))
+        finally:
+            with self._clock_lock:
+                self.pipeline_seconds += time.perf_counter() - started
+        return result
+
+    def add_execution_seconds(self, seconds: float) -> None:
+        with self._clock_lock:
+            self.execution_seconds += seconds
+
+    # ------------------------------------------------------------------ results out
 
     def result_item(self, *, key: str, version: str) -> dict[str, Any] | None:
         from racecheck.core.records import from_attribute_values
@@ -214,6 +417,21 @@ class LocalStack:
                 })
                 self.sqs.delete_message(QueueUrl=self.queue_url,
                                         ReceiptHandle=message["ReceiptHandle"])
+
+
+def _sqs_record(message: dict[str, Any], names: LocalNames) -> dict[str, Any]:
+    """A received message as the SQS event source hands it to Lambda."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {},
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{names.photo_queue}",
+        "awsRegion": REGION,
+    }
 
 
 def object_created_event(*, bucket: str, key: str, size: int, version: str, etag: str = ""
@@ -276,11 +494,98 @@ def _interpreter_speedups() -> list[Any]:
         patches.append(mock.patch.object(module, "boto_client_for", client_once))
     if not hasattr(ExecutionWorker, "_get_evaluation_entrypoint"):
         raise LocalSetupError("moto's ExecutionWorker changed: check the moto pin")
-    return patches
+    return [*patches, _dynamodb_error_names_as_on_aws()]
+
+
+def step_functions_error_name(service: str, error_code: str) -> str:
+    """How Step Functions names a service integration's error: ``<Service>.<Code>Exception``.
+
+    AWS: "always add an Exception suffix to potential error names ... even if the suffix is
+    not already part of the service-provided error name" (Step Functions developer guide,
+    AWS SDK service integrations). moto uses the raw code, so ``DynamoDB.InternalServerError``
+    would pass offline and never match on AWS; the local runner names errors as AWS does.
+    """
+    suffix = "" if error_code.endswith("Exception") else "Exception"
+    return f"{service}.{error_code}{suffix}"
+
+
+def _dynamodb_error_names_as_on_aws() -> Any:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_dynamodb as module,
+    )
+
+    service_task = getattr(module, "StateTaskServiceDynamoDB", None)
+    original = getattr(service_task, "_error_cause_from_client_error", None)
+    if original is None:
+        raise LocalSetupError("moto's DynamoDB task error naming moved: check the moto pin")
+
+    def named_as_on_aws(client_error: Any) -> tuple[str, str]:
+        _, cause = original(client_error)
+        return step_functions_error_name("DynamoDB", client_error.response["Error"]["Code"]), cause
+
+    return mock.patch.object(service_task, "_error_cause_from_client_error",
+                             staticmethod(named_as_on_aws))
+
+
+class SyncExecutions:
+    """StartSyncExecution for the consumer's client: moto has the execution type, not the API.
+
+    The run happens in the calling thread (moto's SyncExecutionWorker), as AWS returns only
+    when the run has ended; nothing polls. Registered as a botocore ``before-call`` hook, so
+    the consumer's request is validated against the real API model first.
+    """
+
+    def __init__(self, on_finished: Callable[[float], None]) -> None:
+        from moto.stepfunctions.parser.backend.execution import SyncExecution
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        self._execution_type = SyncExecution
+        self._backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        self._on_finished = on_finished
+        # Tests switch this on to inspect every state's input and output.
+        self.keep_history = False
+        self.histories: list[list[dict[str, Any]]] = []
+
+    def run(self, *, state_machine_arn: str, name: str, execution_input: str) -> dict[str, Any]:
+        from datetime import UTC, datetime
+
+        state_machine: Any = self._backend.describe_state_machine(state_machine_arn)
+        execution = self._execution_type(
+            name=name, sm_type=state_machine.sm_type, role_arn=state_machine.roleArn,
+            exec_arn=f"arn:aws:states:{REGION}:{ACCOUNT}:express:{state_machine.name}:{name}:"
+                     f"{uuid.uuid4()}",
+            account_id=ACCOUNT, region_name=REGION, state_machine=state_machine,
+            start_date=datetime.now(UTC), cloud_watch_logging_session=None,
+            activity_store={}, input_data=execution_input)
+        started = time.perf_counter()
+        execution.start()
+        self._on_finished(time.perf_counter() - started)
+        if self.keep_history:
+            events = execution.to_history_output()["events"]
+            self.histories.append([dict(event) for event in events])
+        return dict(execution.to_start_sync_execution_output())
+
+    def _answer(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict]:
+        from botocore.awsrequest import AWSResponse
+
+        request = json.loads(params["body"] or b"{}")
+        response = self.run(state_machine_arn=request["stateMachineArn"],
+                            name=request.get("name") or uuid.uuid4().hex,
+                            execution_input=request.get("input") or "{}")
+        return (AWSResponse("https://states.local", 200, {}, None),
+                {**response, "ResponseMetadata": {"HTTPStatusCode": 200}})
+
+    def install(self, client: Any) -> None:
+        client.meta.events.register_first("before-call.sfn.StartSyncExecution", self._answer,
+                                          unique_id="racecheck-local-sync-execution")
+
+    def uninstall(self, client: Any) -> None:
+        client.meta.events.unregister("before-call.sfn.StartSyncExecution",
+                                      unique_id="racecheck-local-sync-execution")
 
 
 def create_tables(dynamodb: Any, names: LocalNames) -> None:
-    """The stack's three tables and their indexes (as stacks/constructs/tables.py)."""
+    """The stack's tables, their indexes and streams (as stacks/constructs/tables.py)."""
     string = "S"
     dynamodb.create_table(
         TableName=names.results_table, BillingMode="PAY_PER_REQUEST",
@@ -301,44 +606,72 @@ def create_tables(dynamodb: Any, names: LocalNames) -> None:
             "Projection": {"ProjectionType": "INCLUDE",
                            "NonKeyAttributes": list(DIGEST_ATTRIBUTES)},
         }],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
-    for table in (names.runners_table, names.evidence_table):
+    dynamodb.create_table(
+        TableName=names.quota_table, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "api", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "api", "AttributeType": string}])
+    for table, stream in ((names.runners_table, None), (names.evidence_table, "NEW_IMAGE")):
         dynamodb.create_table(
             TableName=table, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "bib", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "bib", "AttributeType": string}],
+            **({"StreamSpecification": {"StreamEnabled": True, "StreamViewType": stream}}
+               if stream else {}),
         )
 
 
-def _create_resources(clients: dict[str, Any], names: LocalNames) -> tuple[str, str, str]:
+@dataclass(frozen=True)
+class _Resources:
+    state_machine_arn: str
+    topic_arn: str
+    alert_capture_url: str
+    photo_queue_url: str
+    dead_letter_queue_url: str
+
+
+def _create_resources(clients: dict[str, Any], names: LocalNames,
+                      throughput: Throughput) -> _Resources:
     s3, dynamodb, sns, sqs = (clients[name] for name in ("s3", "dynamodb", "sns", "sqs"))
     s3.create_bucket(Bucket=names.bucket)
     s3.put_bucket_versioning(Bucket=names.bucket,
                              VersioningConfiguration={"Status": "Enabled"})
     create_tables(dynamodb, names)
     topic_arn = sns.create_topic(Name=names.topic)["TopicArn"]
-    queue_url = sqs.create_queue(QueueName=names.alert_queue)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]
-                                         )["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    def queue_arn(url: str) -> str:
+        return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]
+                                            )["Attributes"]["QueueArn"])
+
+    capture_url = sqs.create_queue(QueueName=names.alert_queue)["QueueUrl"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn(capture_url))
+    dead_letters_url = sqs.create_queue(QueueName=names.dead_letter_queue)["QueueUrl"]
+    photo_queue_url = sqs.create_queue(QueueName=names.photo_queue, Attributes={
+        # Hidden while a consumer works on it, as deployed; redrive after as many receives.
+        "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT_SECONDS),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": queue_arn(dead_letters_url),
+                                     "maxReceiveCount": throughput.max_receives}),
+    })["QueueUrl"]
     definition = substitute(ASL_PATH.read_text(encoding="utf-8"), {
         **{placeholder: names.function_arn(short) for placeholder, (short, _)
            in FUNCTIONS.items()},
         "ResultsTableName": names.results_table,
-        "EvidenceTableName": names.evidence_table,
-        "AlertTopicArn": topic_arn,
     })
     state_machine_arn = clients["stepfunctions"].create_state_machine(
         name=names.state_machine, definition=definition, type="EXPRESS",
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-state-machine",
     )["stateMachineArn"]
-    return state_machine_arn, topic_arn, queue_url
+    return _Resources(state_machine_arn=state_machine_arn, topic_arn=topic_arn,
+                      alert_capture_url=capture_url, photo_queue_url=photo_queue_url,
+                      dead_letter_queue_url=dead_letters_url)
 
 
 @contextmanager
 def local_stack(*, settings: Settings, backend: RekognitionBackend,
-                passthrough_rekognition: bool = False) -> Iterator[LocalStack]:
-    """Start the emulated stack; the real handlers run in-process for every Lambda Task."""
+                passthrough_rekognition: bool = False,
+                throughput: Throughput = LOCAL_THROUGHPUT) -> Iterator[LocalStack]:
+    """Start the emulated stack; the real handlers run in-process for every Lambda."""
     try:
         import boto3
         from moto import mock_aws
@@ -352,8 +685,10 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
         raise LocalSetupError("moto's LambdaSimpleBackend.invoke moved: check the moto pin")
 
     names = LocalNames()
-    environment = {**HANDLER_ENVIRONMENT, "RACECHECK_SETTINGS": settings.to_json(),
-                   "RUNNERS_TABLE_NAME": names.runners_table}
+    if passthrough_rekognition and throughput is LOCAL_THROUGHPUT:
+        throughput = replace(LOCAL_THROUGHPUT, requeue_delay_seconds=5, rekognition_tps=float(
+            json.loads((REPOSITORY_ROOT / "cdk.json").read_text(encoding="utf-8"))[
+                "context"]["rekognition_tps"]))
     config: dict[str, Any] = {"stepfunctions": {"execute_state_machine": True},
                               "lambda": {"use_docker": False}}
     if passthrough_rekognition:
@@ -364,30 +699,56 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
         moto_logger = logging.getLogger("moto")
         stack.callback(moto_logger.setLevel, moto_logger.level)
         moto_logger.setLevel(logging.CRITICAL)
-        stack.enter_context(mock.patch.dict(os.environ, environment))
+        stack.enter_context(mock.patch.dict(os.environ, HANDLER_ENVIRONMENT))
         stack.enter_context(mock_aws(config=config))  # type: ignore[call-overload]
         import importlib
 
         from lambdas import shared
 
-        for cached in (shared.settings, shared.rekognition, shared.s3, shared.dynamodb):
+        for cached in shared.CACHED:
             cached.cache_clear()  # a previous run may have used other settings or hooks
+        stack.callback(lambda: [cached.cache_clear() for cached in shared.CACHED])
         # CloudWatch metrics mean nothing here, and Powertools' metric set is shared by the
         # handlers running in parallel threads: keep it empty rather than racing on it.
         stack.enter_context(mock.patch.object(shared.metrics, "add_metric",
                                               lambda **_: None))
+        # The handlers' own INFO lines would drown the run's output; warnings still show.
+        stack.callback(shared.logger.setLevel, shared.logger.log_level)
+        shared.logger.setLevel(logging.WARNING)
         stack.enter_context(warnings.catch_warnings())
         warnings.filterwarnings("ignore", module="aws_lambda_powertools")
-        handlers = {f"{PREFIX}-{short}": importlib.import_module(module).handler
-                    for short, module in FUNCTIONS.values()}
+        task_handlers = {f"{PREFIX}-{short}": importlib.import_module(module).handler
+                         for short, module in FUNCTIONS.values()}
+        pipeline_handlers = {module: importlib.import_module(module).handler
+                             for module in (CONSUMER, FOLLOW_UP, SUSPECT_ALERTS)}
         for speedup in _interpreter_speedups():
             stack.enter_context(speedup)
         handler_clock = HandlerClock()
         stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke",
-                                              _in_process_invoker(handlers, handler_clock)))
+                                              _in_process_invoker(task_handlers, handler_clock)))
         clients = {name: boto3.client(name, region_name=REGION)
                    for name in ("s3", "dynamodb", "sns", "sqs", "stepfunctions")}
-        state_machine_arn, topic_arn, queue_url = _create_resources(clients, names)
+        # botocore now addresses DynamoDB Streams at account-based endpoints
+        # (<account>.streams-ddb.<region>), which moto does not route; its classic one works.
+        clients["dynamodbstreams"] = boto3.client(
+            "dynamodbstreams", region_name=REGION,
+            endpoint_url=f"https://streams.dynamodb.{REGION}.amazonaws.com")
+        resources = _create_resources(clients, names, throughput)
+        stack.enter_context(mock.patch.dict(os.environ, {
+            "RACECHECK_SETTINGS": settings.to_json(),
+            shared.THROUGHPUT_ENV_VAR: json.dumps(
+                {name: getattr(throughput, name) for name in (
+                    "rekognition_tps", "photo_check_seconds", "max_receives",
+                    "requeue_delay_seconds")}),
+            "RUNNERS_TABLE_NAME": names.runners_table,
+            "RESULTS_TABLE_NAME": names.results_table,
+            "EVIDENCE_TABLE_NAME": names.evidence_table,
+            "ALERT_TOPIC_ARN": resources.topic_arn,
+            "STATE_MACHINE_ARN": resources.state_machine_arn,
+            "PHOTO_QUEUE_URL": resources.photo_queue_url,
+            # The real Rekognition has a real quota: its calls share the budget as deployed.
+            **({"QUOTA_TABLE_NAME": names.quota_table} if passthrough_rekognition else {}),
+        }))
 
         def fetch(bucket: str, key: str, version: str | None) -> bytes:
             request = {"Bucket": bucket, "Key": key}
@@ -399,6 +760,15 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
         rekognition_client = shared.rekognition()
         hook.install(rekognition_client)
         stack.callback(hook.uninstall, rekognition_client)
-        yield LocalStack(names=names, clients=clients, state_machine_arn=state_machine_arn,
-                         topic_arn=topic_arn, queue_url=queue_url, hook=hook,
-                         handler_clock=handler_clock)
+        local = LocalStack(
+            names=names, clients=clients, state_machine_arn=resources.state_machine_arn,
+            topic_arn=resources.topic_arn, queue_url=resources.alert_capture_url,
+            photo_queue_url=resources.photo_queue_url,
+            dead_letter_queue_url=resources.dead_letter_queue_url, hook=hook,
+            handler_clock=handler_clock, handlers=pipeline_handlers, throughput=throughput)
+        sync_executions = SyncExecutions(on_finished=local.add_execution_seconds)
+        local.sync_executions = sync_executions
+        for client in (shared.stepfunctions(), clients["stepfunctions"]):
+            sync_executions.install(client)
+            stack.callback(sync_executions.uninstall, client)
+        yield local

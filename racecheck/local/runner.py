@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from racecheck.core.digest import compose_digest
+from racecheck.core.registry import Runner
 from racecheck.core.settings import Settings
-from racecheck.local.environment import LocalStack, local_stack
+from racecheck.local.environment import Delivery, LocalStack, local_stack
 from racecheck.local.rekognition import RekognitionBackend
 
 RESULTS_FILE = "results.jsonl"
 ALERTS_FILE = "alerts.jsonl"
 SUSPECTS_FILE = "suspects.json"
 # What the results file keeps of a record: the photo's own findings, not the bookkeeping.
+# How often the emulated event sources look for new work while nothing else is happening.
+IDLE_POLL_SECONDS = 0.02
+STREAM_POLL_SECONDS = 0.25
 RECORD_FIELDS = ("verdict", "reasons", "summary", "image", "bibs", "near_misses", "faces",
                  "links", "moderation_labels", "recorded_at")
 
@@ -39,8 +46,11 @@ class RunSummary:
     rekognition_calls: Counter[str] = field(default_factory=Counter)
     estimated_cost_usd: float = 0.0
     alerts: int = 0
-    execution_seconds: float = 0.0  # wall time of every execution, summed
-    handler_seconds: float = 0.0  # of which inside handlers and detectors
+    # Wall time in the pipeline's Lambdas (the consumer with the runs it waits for, and the
+    # stream handlers), summed over threads; of which inside the Task handlers and detectors.
+    execution_seconds: float = 0.0
+    handler_seconds: float = 0.0
+    follow_up_failures: int = 0  # stream records set aside after every retry
     suspects: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     out_dir: Path | None = None
@@ -51,7 +61,7 @@ class RunSummary:
 
     @property
     def orchestration_seconds_per_photo(self) -> float:
-        """Time an execution spends outside handlers and detectors: the interpreter's cost."""
+        """Pipeline time outside the Task handlers and detectors: the emulation's cost."""
         if not self.photos:
             return 0.0
         return max(0.0, self.execution_seconds - self.handler_seconds) / self.photos
@@ -73,30 +83,54 @@ def collect_photos(inputs: Sequence[Path]) -> list[InputPhoto]:
 
 
 def _record_line(photo: InputPhoto, item: dict[str, Any] | None,
-                 execution: dict[str, Any]) -> dict[str, Any]:
+                 delivery: Delivery) -> dict[str, Any]:
     if item is None:
-        # The workflow records every photo; this only happens if the record itself failed.
-        error = execution.get("error") or execution.get("status", "UNKNOWN")
-        return {"key": photo.key, "verdict": "ERROR", "reasons": [f"ERROR:{error}"],
-                "summary": str(execution.get("cause", ""))[:500], "error": error}
+        # Every path records a verdict; only a message that never reached the workflow can
+        # end without one (the deployed stack's dead-letter alarm covers that case).
+        reason = "DeadLettered" if delivery.dead_lettered else "NoRecord"
+        return {"key": photo.key, "verdict": "ERROR", "reasons": [f"ERROR:{reason}"],
+                "summary": f"no record after {delivery.receive_count} attempt(s)",
+                "error": reason}
     line = {"key": photo.key, **{name: item.get(name) for name in RECORD_FIELDS}}
     line["error"] = (f"{item['error']}: {item.get('error_cause', '')}"[:500]
                      if item.get("error") else None)
     return line
 
 
-def _check_one(stack: LocalStack, photo: InputPhoto, clock: list[float]) -> dict[str, Any]:
-    try:
-        body = photo.path.read_bytes()
-    except OSError as error:
-        return {"key": photo.key, "verdict": "ERROR", "reasons": ["ERROR:UnreadableFile"],
-                "summary": str(error), "error": str(error)}
-    event = stack.put_photo(photo.key, body)
-    started = time.perf_counter()
-    execution = stack.wait(stack.start(event))
-    clock.append(time.perf_counter() - started)
-    item = stack.result_item(key=photo.key, version=event["detail"]["object"]["version-id"])
-    return _record_line(photo, item, execution)
+class _Feeder:
+    """Uploads and queues photos a few at a time, as the pollers take them."""
+
+    def __init__(self, stack: LocalStack, photos: Sequence[InputPhoto], ahead: int) -> None:
+        self._stack = stack
+        self._pending = list(reversed(photos))
+        self._ahead = ahead
+        self._queued = 0
+        self._lock = threading.Lock()
+        self.by_key: dict[str, InputPhoto] = {}
+        self.unreadable: list[tuple[InputPhoto, OSError]] = []
+        self.stopped = False
+
+    def top_up(self) -> None:
+        with self._lock:
+            while not self.stopped and self._pending and self._queued < self._ahead:
+                photo = self._pending.pop()
+                try:
+                    body = photo.path.read_bytes()
+                except OSError as error:
+                    self.unreadable.append((photo, error))
+                    continue
+                self.by_key[photo.key] = photo
+                self._stack.enqueue(self._stack.put_photo(photo.key, body))
+                self._queued += 1
+
+    def finished_one(self) -> None:
+        with self._lock:
+            self._queued -= 1
+
+    @property
+    def exhausted(self) -> bool:
+        with self._lock:
+            return self.stopped or (not self._pending and self._queued == 0)
 
 
 def _utc_now() -> str:
@@ -118,47 +152,42 @@ def find_suspects(stack: LocalStack, settings: Settings) -> list[dict[str, Any]]
 
 def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                backend: RekognitionBackend, runners_csv: Path | None = None,
+               registered: Sequence[Runner] = (),
                in_flight: int = 2, passthrough_rekognition: bool = False,
                on_result: Callable[[dict[str, Any]], None] | None = None,
                photos: Iterable[InputPhoto] | None = None) -> RunSummary:
     """Check each photo as if it had been dropped into the ingest bucket.
 
-    Results are appended to ``results.jsonl`` as each photo finishes, so an interrupted run
-    keeps complete lines for every photo already done.
+    Each photo takes the deployed path: its event is queued, the queue consumer runs the
+    state machine, the follow-up handlers read the tables' streams. ``in_flight`` pollers
+    deliver messages at once. Results are appended to ``results.jsonl`` as each photo
+    finishes, so an interrupted run keeps complete lines for every photo already done. The
+    runners come from ``runners_csv`` when given, else from ``registered``.
     """
     from racecheck.core.registry import parse_runners_csv
     from racecheck.core.runners_store import import_runners
 
     to_check = list(photos) if photos is not None else collect_photos(inputs)
     runners = (parse_runners_csv(runners_csv.read_text(encoding="utf-8-sig"))
-               if runners_csv else [])
+               if runners_csv else list(registered))
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = RunSummary(out_dir=out_dir)
     started = time.perf_counter()
     started_at = _utc_now()
     lines: list[dict[str, Any]] = []
+    pollers = max(1, in_flight)
     with local_stack(settings=settings, backend=backend,
                      passthrough_rekognition=passthrough_rekognition) as stack, \
             (out_dir / RESULTS_FILE).open("w", encoding="utf-8") as results:
         if runners:
             import_runners(runners, table_name=stack.names.runners_table,
                            dynamodb_client=stack.dynamodb)
-        pool = ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="photo")
-        execution_times: list[float] = []
-        futures: dict[Future[dict[str, Any]], InputPhoto] = {
-            pool.submit(_check_one, stack, photo, execution_times): photo
-            for photo in to_check}
-        recorded: set[Future[dict[str, Any]]] = set()
+        feeder = _Feeder(stack, to_check, ahead=2 * pollers)
+        # Pollers hand finished lines to this thread, which writes them and reports them:
+        # Ctrl-C and the progress bar both live here.
+        finished: queue.Queue[dict[str, Any]] = queue.Queue()
 
-        def record(future: Future[dict[str, Any]]) -> None:
-            photo = futures[future]
-            try:
-                line = future.result()
-            except Exception as error:  # one photo's failure never stops the others
-                line = {"key": photo.key, "verdict": "ERROR",
-                        "reasons": [f"ERROR:{type(error).__name__}"],
-                        "summary": str(error)[:500], "error": str(error)[:500]}
-            recorded.add(future)
+        def record(line: dict[str, Any]) -> None:
             lines.append(line)
             results.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
             results.flush()
@@ -167,25 +196,69 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
             if on_result:
                 on_result(line)
 
+        def finish(delivery: Delivery) -> None:
+            detail = delivery.event["detail"]
+            photo = feeder.by_key[detail["object"]["key"]]
+            try:
+                item = stack.result_item(key=photo.key, version=detail["object"]["version-id"])
+                line = _record_line(photo, item, delivery)
+            except Exception as error:  # one photo's failure never stops the others
+                line = {"key": photo.key, "verdict": "ERROR",
+                        "reasons": [f"ERROR:{type(error).__name__}"],
+                        "summary": str(error)[:500], "error": str(error)[:500]}
+            feeder.finished_one()
+            finished.put(line)
+
+        def poll() -> None:
+            while not feeder.stopped:
+                feeder.top_up()
+                if feeder.exhausted:
+                    return
+                delivery = stack.deliver()
+                if delivery is None:
+                    # Another poller holds the last photos; each receive costs CPU the
+                    # detectors need, so wait a little before asking again.
+                    time.sleep(IDLE_POLL_SECONDS)
+                elif delivery.done:
+                    finish(delivery)
+
+        def record_finished(timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    record(finished.get(timeout=left))
+                except queue.Empty:
+                    return
+
+        pool = ThreadPoolExecutor(max_workers=pollers, thread_name_prefix="photo")
+        workers = [pool.submit(poll) for _ in range(pollers)]
         try:
-            for future in as_completed(futures):
-                record(future)
+            while not all(worker.done() for worker in workers):
+                stack.pump_streams()
+                record_finished(STREAM_POLL_SECONDS)
+            for worker in workers:
+                worker.result()
         except KeyboardInterrupt:
             # Ctrl-C: start nothing new, let the photos already in flight finish (a second
             # Ctrl-C gives up on them), so every line written is a complete result.
             summary.interrupted = True
-            unfinished = [future for future in futures if not future.cancel()]
-            try:
-                for future in as_completed(unfinished):
-                    if future not in recorded and not future.cancelled():
-                        record(future)
-            except KeyboardInterrupt:
-                pass
+            feeder.stopped = True
+            with contextlib.suppress(KeyboardInterrupt):
+                wait(workers)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while not finished.empty():
+                record(finished.get())
+        for photo, error in feeder.unreadable:
+            record({"key": photo.key, "verdict": "ERROR", "reasons": ["ERROR:UnreadableFile"],
+                    "summary": str(error), "error": str(error)})
+        while stack.pump_streams():
+            pass
         summary.seconds = time.perf_counter() - started
-        summary.execution_seconds = sum(execution_times)
+        summary.execution_seconds = stack.pipeline_seconds
         summary.handler_seconds = stack.handler_clock.seconds
+        summary.follow_up_failures = len(stack.stream_failures)
         alerts = stack.drain_alerts()
         if settings.review_alerts == "digest":
             # On AWS a schedule sends it every review_digest_minutes; a local run is one window.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -27,6 +29,16 @@ class Alerts(Construct):
             "TopicKey",
             description="Encrypts racecheck alerts (they name bibs and verdicts)",
             enable_key_rotation=True,
+        )
+        # CloudWatch alarms publish to the topic as the cloudwatch.amazonaws.com service, which
+        # needs the topic's key (SNS: "Encrypting messages published to Amazon SNS with AWS KMS").
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            )
         )
         self.topic = sns.Topic(self, "Topic", master_key=self.key, enforce_ssl=True)
 

@@ -1,4 +1,5 @@
-"""The five Lambda handlers, sharing one code asset; each has its own role and log group."""
+"""The workflow's five Lambda handlers, sharing one code asset; each has its own role and log
+group. ``handler_function`` builds the pipeline's other functions the same way."""
 
 from __future__ import annotations
 
@@ -30,12 +31,15 @@ class FunctionSpec:
 
 
 # check_image decodes image headers with Pillow; the others mostly wait on Rekognition/DynamoDB.
+# Timeouts are short on purpose: every Task's attempts must fit, end to end, in Express's
+# 5 minutes (tests/test_asl_timing.py adds them up from the ASL); slower cases go back to
+# the queue. A Rekognition call on a 15 MB photo takes a few seconds.
 FUNCTION_SPECS = (
-    FunctionSpec("CheckImage", "check_image", 512, 30, "Validates the uploaded object as a photo"),
-    FunctionSpec("Moderate", "moderate", 256, 30, "Rekognition DetectModerationLabels"),
-    FunctionSpec("ReadBibs", "read_bibs", 256, 30, "Rekognition DetectText -> bib numbers"),
-    FunctionSpec("AnalyzeFaces", "analyze_faces", 256, 30, "Rekognition DetectFaces attributes"),
-    FunctionSpec("Decide", "decide", 256, 30, "Verdict from bibs, faces and runner records"),
+    FunctionSpec("CheckImage", "check_image", 512, 8, "Validates the uploaded object as a photo"),
+    FunctionSpec("Moderate", "moderate", 256, 15, "Rekognition DetectModerationLabels"),
+    FunctionSpec("ReadBibs", "read_bibs", 256, 15, "Rekognition DetectText -> bib numbers"),
+    FunctionSpec("AnalyzeFaces", "analyze_faces", 256, 15, "Rekognition DetectFaces attributes"),
+    FunctionSpec("Decide", "decide", 256, 8, "Verdict from bibs, faces and runner records"),
 )
 
 

@@ -15,7 +15,12 @@ def _string_key(name: str) -> dynamodb.Attribute:
 
 
 def _table(
-    scope: Construct, construct_id: str, *, partition: str, sort: str | None = None
+    scope: Construct,
+    construct_id: str,
+    *,
+    partition: str,
+    sort: str | None = None,
+    stream: dynamodb.StreamViewType | None = None,
 ) -> dynamodb.Table:
     return dynamodb.Table(
         scope,
@@ -27,6 +32,7 @@ def _table(
         point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
             point_in_time_recovery_enabled=True
         ),
+        stream=stream,
     )
 
 
@@ -34,7 +40,15 @@ class Tables(Construct):
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
 
-        self.results = _table(self, "Results", partition="photo", sort="version")
+        # Both images in the stream: the follow-up tells a new verdict from its own
+        # bookkeeping update of the same record.
+        self.results = _table(
+            self,
+            "Results",
+            partition="photo",
+            sort="version",
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
+        )
         # Sparse: only the per-bib items carry `bib`, so the index holds one entry per
         # (bib, photo) and never the photo records themselves.
         self.results.add_global_secondary_index(
@@ -54,4 +68,8 @@ class Tables(Construct):
             non_key_attributes=list(DIGEST_ATTRIBUTES),
         )
         self.runners = _table(self, "Runners", partition="bib")
-        self.evidence = _table(self, "Evidence", partition="bib")
+        # One item per Rekognition API: the next free call slot (racecheck.core.quota).
+        self.quota = _table(self, "Quota", partition="api")
+        self.evidence = _table(
+            self, "Evidence", partition="bib", stream=dynamodb.StreamViewType.NEW_IMAGE
+        )
