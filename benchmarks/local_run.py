@@ -1,7 +1,7 @@
 """Speed, memory and accuracy of `racecheck run` on the RBNR photos, against plain OCR.
 
 Usage: .venv/bin/python benchmarks/local_run.py [RBNR_DIR] [--sets set1 set2] [--jobs 2]
-       [--limit N] [--json]
+       [--limit N] [--json] [--orchestration-only]
 
 Prints, for the same photos in the same run, each figure next to the machine's load:
 
@@ -14,8 +14,11 @@ Prints, for the same photos in the same run, each figure next to the machine's l
   peak of their sum (RSS counts pages shared after fork in every process; PSS splits them);
 - bib recall and precision of that very run, judged from its results.jsonl against the
   labels as ``racecheck eval rbnr`` judges them;
-- orchestration ms per photo: ``run_photos`` with an instant canned detector, time of an
-  execution minus the time inside handlers (moto's interpreter and emulated services).
+- orchestration per photo: ``run_photos`` with an instant canned detector and as many
+  pollers as the CLI starts: CPU per photo outside the Task handlers, the emulated stack's
+  set-up left out (moto's interpreter, the emulated services, the event sources, the queue
+  consumer); and the wall time of executions minus the time inside handlers, summed over
+  threads, which a loaded machine inflates.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,18 +283,44 @@ def canned_backend(operation: str, image: bytes, params: dict[str, Any]) -> dict
     return response
 
 
-def orchestration(folder: Path) -> Any:
-    """``run_photos`` with an instant canned detector: what the orchestration alone costs."""
+def _canned_run(folder: Path, in_flight: int) -> tuple[Any, float]:
+    """``run_photos`` with an instant canned detector; its summary and the CPU it took."""
     from racecheck.core.settings import Settings
     from racecheck.local.runner import collect_photos, run_photos
 
     out_dir = Path(tempfile.mkdtemp(prefix="racecheck-bench-"))
+    started = time.process_time()
     try:
-        return run_photos(inputs=[folder], photos=collect_photos([folder]), out_dir=out_dir,
-                          settings=Settings.from_cdk_json(), backend=canned_backend,
-                          in_flight=2)
+        summary = run_photos(inputs=[folder], photos=collect_photos([folder]), out_dir=out_dir,
+                             settings=Settings.from_cdk_json(), backend=canned_backend,
+                             in_flight=in_flight)
+        return summary, time.process_time() - started
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+@dataclass
+class Orchestration:
+    summary: Any
+    cpu_ms_per_photo: float  # the process's CPU per photo, stack set-up left out
+    handler_cpu_ms_per_photo: float  # of which in the Task handlers (detectors canned)
+
+    @property
+    def orchestration_cpu_ms_per_photo(self) -> float:
+        return self.cpu_ms_per_photo - self.handler_cpu_ms_per_photo
+
+
+def orchestration(folder: Path, empty: Path, in_flight: int) -> Orchestration:
+    """What the orchestration alone costs, in CPU (which another process's load does not
+    inflate the way it inflates wall time): a run with an instant canned detector, less
+    the CPU of a run of no photo (the emulated stack's set-up), less the Task handlers'
+    own CPU."""
+    _canned_run(empty, in_flight)  # imports and botocore's service models, once
+    _, setup_cpu = _canned_run(empty, in_flight)
+    summary, cpu = _canned_run(folder, in_flight)
+    photos = max(1, summary.photos)
+    return Orchestration(summary, (cpu - setup_cpu) * 1000 / photos,
+                         summary.handler_cpu_seconds * 1000 / photos)
 
 
 def main() -> None:
@@ -301,6 +331,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="only the first N photos")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--orchestration-only", action="store_true",
+                        help="only the orchestration figures (instant canned detector)")
     parser.add_argument("--plain-ocr-worker", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.plain_ocr_worker:
@@ -317,12 +349,34 @@ def main() -> None:
         print(json.dumps(report, sort_keys=True))
 
 
+def orchestration_figures(folder: Path, work: Path, jobs: int) -> dict[str, Any]:
+    """Print and return what the orchestration costs per photo (see ``orchestration``)."""
+    empty = work / "empty"
+    empty.mkdir()
+    in_flight = max(2, jobs * 2)  # as `racecheck run` sets it
+    canned_run = orchestration(folder, empty, in_flight)
+    canned = canned_run.summary
+    orchestration_ms = canned.orchestration_seconds_per_photo * 1000
+    print(f"orchestration (instant canned detector, in_flight {in_flight}): CPU "
+          f"{canned_run.orchestration_cpu_ms_per_photo:.0f} ms per photo outside the Task "
+          f"handlers (+{canned_run.handler_cpu_ms_per_photo:.0f} ms in them; stack set-up "
+          f"left out); wall {orchestration_ms:.0f} ms per photo summed over threads, "
+          f"{canned.photos_per_second:.2f} photos/s; {load()}")
+    return {
+        "orchestration_ms_per_photo": round(orchestration_ms, 1),
+        "orchestration_cpu_ms_per_photo": round(canned_run.orchestration_cpu_ms_per_photo, 1),
+        "orchestration_handler_cpu_ms_per_photo": round(canned_run.handler_cpu_ms_per_photo, 1),
+    }
+
+
 def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
     folder = work / "photos"
     labels = photo_folder(arguments.rbnr, arguments.sets, arguments.limit, folder)
     photos = len(labels)
     jobs = arguments.jobs
     print(f"{photos} RBNR photos ({', '.join(arguments.sets)}), --jobs {jobs}; {load()}")
+    if arguments.orchestration_only:
+        return {"photos": photos, "jobs": jobs, **orchestration_figures(folder, work, jobs)}
 
     list_file = work / "photos.txt"
     list_file.write_text("\n".join(str(folder / key) for key in labels))
@@ -347,6 +401,10 @@ def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
     print(f"  {run.processes.describe(photos)}")
     print(f"ratio racecheck run / plain OCR: {run_rate / plain_rate:.2f} in photos/s, "
           f"{run.cpu_seconds / plain.cpu_seconds:.2f} in CPU time (whole commands)")
+    verdicts = Counter(json.loads(line)["verdict"] for line in
+                       (out_dir / "results.jsonl").read_text().splitlines() if line)
+    # An ERROR (a Task that timed out on a loaded machine, say) lowers recall: say so.
+    print(f"  verdicts: {dict(sorted(verdicts.items()))}")
     figures = accuracy(out_dir / "results.jsonl", labels)
     for group, figure in figures.items():
         print(f"  {group}: recall {figure['recall']:.1%} ({figure['read']}/{figure['labelled']}),"
@@ -354,13 +412,6 @@ def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
               f"precision {figure['strict_precision']:.1%}, linked recall "
               f"{figure['linked_recall']:.1%}")
 
-    cpu_started = time.process_time()
-    canned = orchestration(folder)
-    canned_cpu = time.process_time() - cpu_started
-    orchestration_ms = canned.orchestration_seconds_per_photo * 1000
-    print(f"orchestration (instant canned detector, in_flight 2): {orchestration_ms:.0f} ms per "
-          f"photo, {canned.photos_per_second:.2f} photos/s, CPU {canned_cpu * 1000 / photos:.0f} "
-          f"ms per photo; {load()}")
     return {
         "photos": photos,
         "jobs": jobs,
@@ -375,8 +426,8 @@ def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
         "run_peak_total_rss_mb": round(run.processes.peak_total_rss_kb / 1024, 1),
         "run_peak_total_pss_mb": round(run.processes.peak_total_pss_kb / 1024, 1),
         "ratio_run_to_plain": round(run_rate / plain_rate, 3),
-        "orchestration_ms_per_photo": round(orchestration_ms, 1),
-        "orchestration_cpu_ms_per_photo": round(canned_cpu * 1000 / photos, 1),
+        **orchestration_figures(folder, work, jobs),
+        "verdicts": dict(verdicts),
         "accuracy": {group: {name: round(value, 4) if isinstance(value, float) else value
                              for name, value in figure.items()}
                      for group, figure in figures.items()},
