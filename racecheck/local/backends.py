@@ -73,7 +73,6 @@ def _start_worker() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"  # read when an OpenMP runtime loads: set it first
     import cv2
 
-
     cv2.setNumThreads(1)
 
 
