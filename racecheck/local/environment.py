@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -537,7 +537,8 @@ def _dynamodb_backend() -> Any:
 
 def _epoch_seconds(value: Any) -> float:
     if isinstance(value, datetime):
-        return value.timestamp()
+        # moto stamps records with naive UTC times.
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
     raise TypeError(f"{type(value).__name__} in a stream record")
 
 
@@ -690,8 +691,6 @@ class SyncExecutions:
         self.histories: list[list[dict[str, Any]]] = []
 
     def run(self, *, state_machine_arn: str, name: str, execution_input: str) -> dict[str, Any]:
-        from datetime import UTC, datetime
-
         state_machine: Any = self._backend.describe_state_machine(state_machine_arn)
         execution = self._execution_type(
             name=name, sm_type=state_machine.sm_type, role_arn=state_machine.roleArn,
