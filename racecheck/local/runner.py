@@ -237,6 +237,10 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
             while not all(worker.done() for worker in workers):
                 stack.pump_streams()
                 record_finished(STREAM_POLL_SECONDS)
+                if any(worker.done() and worker.exception() for worker in workers):
+                    # A poller died holding a photo that will never finish: stop the
+                    # others, which would wait for it forever, and raise its error below.
+                    feeder.stopped = True
             for worker in workers:
                 worker.result()
         except KeyboardInterrupt:
