@@ -1,34 +1,279 @@
-"""Throughput of `racecheck run` on the RBNR photos: jobs 1 vs 2, orchestration overhead, memory.
+"""Speed, memory and accuracy of `racecheck run` on the RBNR photos, against plain OCR.
 
-Usage: .venv/bin/python benchmarks/local_run.py [RBNR_DIR] [--limit N]
+Usage: .venv/bin/python benchmarks/local_run.py [RBNR_DIR] [--sets set1 set2] [--jobs 2]
+       [--limit N] [--json] [--orchestration-only]
 
-Prints, for the same photos in the same run:
-- photos/second with --jobs 1 and --jobs 2 (offline detectors), and their ratio;
-- orchestration overhead per execution: wall time of an execution minus the time spent in
-  handlers and detectors (moto's interpreter, the emulated DynamoDB/SNS/S3 calls);
-- the same overhead with an instant canned detector, as the baseline of pure orchestration;
-- peak resident memory of this process and of the detector worker processes.
+Prints, for the same photos in the same run, each figure next to the machine's load:
+
+- plain whole-photo RapidOCR (its default pipeline, the same models, one ONNX thread per
+  process) in ``--jobs`` worker processes forked from a fresh interpreter: photos/s;
+- ``racecheck run PHOTOS --jobs N`` run as the CLI itself, in a subprocess: photos/s as
+  the CLI prints them (model loading included) and over the whole command (interpreter
+  start and the review page too), and their ratio to plain OCR;
+- peak RSS of every process of each command (sampled from /proc, so Linux only), and the
+  peak of their sum (RSS counts pages shared after fork in every process; PSS splits them);
+- bib recall and precision of that very run, judged from its results.jsonl against the
+  labels as ``racecheck eval rbnr`` judges them;
+- orchestration per photo: ``run_photos`` with an instant canned detector and as many
+  pollers as the CLI starts: CPU per photo outside the Task handlers, the emulated stack's
+  set-up left out (moto's interpreter, the emulated services, the event sources, the queue
+  consumer); and the wall time of executions minus the time inside handlers, summed over
+  threads, which a loaded machine inflates.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
 
-from racecheck.core.settings import Settings  # noqa: E402
-from racecheck.local.backends import LocalDetectorBackend  # noqa: E402
-from racecheck.local.runner import InputPhoto, RunSummary, run_photos  # noqa: E402
-
 CANNED = REPOSITORY_ROOT / "tests" / "fixtures" / "rekognition"
+RACECHECK = Path(sys.executable).with_name("racecheck")
+SAMPLE_SECONDS = 0.1
+CLI_SPEED = re.compile(r"Checked (\d+) photo\(s\) in ([\d.]+) s")
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f} (1/5 min, {os.cpu_count()} cores)"
+
+
+# ------------------------------------------------------------------ memory of a process tree
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _processes() -> dict[int, tuple[int, float]]:
+    """Every process's parent and CPU seconds used so far (user + system)."""
+    processes = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state, ppid, ..., utime and stime are fields 12 and 13.
+        processes[int(entry.name)] = (int(fields[1]),
+                                      (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return processes
+
+
+def _status_kb(pid: int, *fields: str) -> dict[str, int]:
+    values = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in fields:
+                values[name] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return values
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _role(pid: int, root: int, seen: int) -> str:
+    if pid == root:
+        return "main"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        command = ""
+    return "resource tracker" if "resource_tracker" in command else f"worker {seen}"
+
+
+@dataclass
+class ProcessTree:
+    """Peak memory and CPU time of a process and its descendants, sampled while it runs."""
+
+    peak_kb: dict[int, int] = field(default_factory=dict)  # VmHWM of each process
+    cpu_seconds: dict[int, float] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+    peak_total_rss_kb: int = 0
+    peak_total_pss_kb: int = 0
+
+    def sample(self, root: int) -> None:
+        processes = _processes()
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _) in processes.items():
+            children.setdefault(parent, []).append(pid)
+        tree, todo = [], [root]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, []))
+        total_rss = total_pss = 0
+        for pid in tree:
+            status = _status_kb(pid, "VmHWM", "VmRSS")
+            if not status or pid not in processes:
+                continue
+            if pid not in self.names:
+                self.names[pid] = _role(pid, root, len(self.names))
+            self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), status.get("VmHWM", 0))
+            self.cpu_seconds[pid] = processes[pid][1]
+            total_rss += status.get("VmRSS", 0)
+            total_pss += _pss_kb(pid)
+        self.peak_total_rss_kb = max(self.peak_total_rss_kb, total_rss)
+        self.peak_total_pss_kb = max(self.peak_total_pss_kb, total_pss)
+
+    def per_process_mb(self) -> dict[str, float]:
+        return {self.names[pid]: round(kb / 1024, 1) for pid, kb in self.peak_kb.items()}
+
+    def cpu_ms_per_photo(self, photos: int) -> dict[str, float]:
+        return {self.names[pid]: round(seconds * 1000 / photos, 1)
+                for pid, seconds in self.cpu_seconds.items() if seconds >= 0.05}
+
+    def describe(self, photos: int) -> str:
+        memory = ", ".join(f"{name} {mb:.0f}" for name, mb in self.per_process_mb().items())
+        cpu = ", ".join(f"{name} {ms:.0f}"
+                        for name, ms in self.cpu_ms_per_photo(photos).items())
+        return (f"peak RSS per process (MB): {memory}; peak sum over processes: RSS "
+                f"{self.peak_total_rss_kb / 1024:.0f} MB, PSS "
+                f"{self.peak_total_pss_kb / 1024:.0f} MB\n"
+                f"  CPU ms per photo (last sample before each process ended): {cpu}")
+
+
+@dataclass
+class Command:
+    seconds: float
+    cpu_seconds: float  # of the command and every descendant it waited for
+    stdout: str
+    processes: ProcessTree
+
+
+def run_measured(arguments: Sequence[str], *, env: dict[str, str] | None = None) -> Command:
+    """Run a command, sampling the memory of its process tree until it exits."""
+    memory = ProcessTree()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    process = subprocess.Popen(list(arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    done = threading.Event()
+
+    def sampler() -> None:
+        while not done.is_set():
+            memory.sample(process.pid)
+            done.wait(SAMPLE_SECONDS)
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done.set()
+    thread.join()
+    if process.returncode != 0:
+        sys.exit(f"{arguments[0]} failed ({process.returncode}):\n{stdout}\n{stderr}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return Command(seconds, cpu, stdout, memory)
+
+
+# ------------------------------------------------------------------------- plain whole-photo OCR
+
+
+def _plain_ocr_load() -> None:
+    from racecheck.detectors import engines
+
+    engines.ocr_engine()
+
+
+def _plain_ocr_photo(path: str) -> int:
+    from racecheck.detectors import engines
+
+    result, _elapsed = engines.ocr_engine()(path)
+    return len(result or [])
+
+
+def plain_ocr_main(list_file: Path, jobs: int) -> None:
+    """Subprocess mode: RapidOCR's own whole-photo pipeline over the photos, ``jobs`` processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    paths = list_file.read_text().splitlines()
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_plain_ocr_load) as pool:
+        lines = sum(pool.map(_plain_ocr_photo, paths))
+    print(json.dumps({"photos": len(paths), "seconds": time.perf_counter() - started,
+                      "lines": lines}))
+
+
+# ---------------------------------------------------------------------------- racecheck run
+
+
+def photo_folder(rbnr: Path, sets: Sequence[str], limit: int | None, into: Path
+                 ) -> dict[str, dict[str, Any]]:
+    """Links to the labelled photos under INTO/<set>/, and each one's labels by run key."""
+    labels: dict[str, dict[str, Any]] = {}
+    for set_name in sets:
+        (into / set_name).mkdir(parents=True)
+        for entry in json.loads((rbnr / set_name / "ground_truth.json").read_text()):
+            (into / set_name / entry["file"]).symlink_to(rbnr / set_name / entry["file"])
+            labels[f"{set_name}/{entry['file']}"] = entry
+    if limit:
+        for key in list(labels)[limit:]:
+            (into / key).unlink()
+            del labels[key]
+    return labels
+
+
+def accuracy(results_file: Path, labels: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Recall and precision of a run's bibs, judged as ``racecheck eval rbnr`` judges them."""
+    from racecheck.core.linking import link_bibs_to_faces
+    from racecheck.evaluation import judge_image
+
+    by_set: dict[str, list[Any]] = {}
+    records = [json.loads(line) for line in results_file.read_text().splitlines() if line]
+    missing = set(labels) - {record["key"] for record in records}
+    if missing:
+        sys.exit(f"the run lost photos: {sorted(missing)[:5]}")
+    for record in records:
+        entry = labels[record["key"]]
+        bibs, faces = record.get("bibs") or [], record.get("faces") or []
+        links = link_bibs_to_faces(bibs, faces, image_width=int(entry["width"]),
+                                   image_height=int(entry["height"]))
+        result = judge_image(entry, bibs, faces, links)
+        for group in (record["key"].split("/")[0], "all"):
+            by_set.setdefault(group, []).append(result)
+    figures = {}
+    for group, results in by_set.items():
+        labelled = sum(len(result.labelled) for result in results)
+        read = sum(len(result.read) for result in results)
+        misread = sum(len(result.misread) for result in results)
+        reported = read + misread + sum(len(result.unlabelled) for result in results)
+        figures[group] = {
+            "photos": len(results), "labelled": labelled, "read": read, "misreads": misread,
+            "recall": read / labelled if labelled else 0.0,
+            "precision": read / (read + misread) if read + misread else 1.0,
+            "strict_precision": read / reported if reported else 1.0,
+            "linked_recall": (sum(len(result.linked) for result in results) / labelled
+                              if labelled else 0.0),
+        }
+    return figures
 
 
 def canned_backend(operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
@@ -38,57 +283,156 @@ def canned_backend(operation: str, image: bytes, params: dict[str, Any]) -> dict
     return response
 
 
-def photos_of(rbnr: Path, limit: int | None) -> list[InputPhoto]:
-    photos = []
-    for folder in ("set1", "set2"):
-        entries = json.loads((rbnr / folder / "ground_truth.json").read_text())
-        photos += [InputPhoto(path=rbnr / folder / entry["file"], key=f"{folder}/{entry['file']}")
-                   for entry in entries]
-    return photos[:limit] if limit else photos
+def _canned_run(folder: Path, in_flight: int) -> tuple[Any, float]:
+    """``run_photos`` with an instant canned detector; its summary and the CPU it took."""
+    from racecheck.core.settings import Settings
+    from racecheck.local.runner import collect_photos, run_photos
 
-
-def timed_run(photos: list[InputPhoto], backend: Any, *, in_flight: int) -> RunSummary:
-    settings = Settings.from_cdk_json()
     out_dir = Path(tempfile.mkdtemp(prefix="racecheck-bench-"))
+    started = time.process_time()
     try:
-        return run_photos(inputs=[], photos=photos, out_dir=out_dir, settings=settings,
-                          backend=backend, in_flight=in_flight)
+        summary = run_photos(inputs=[folder], photos=collect_photos([folder]), out_dir=out_dir,
+                             settings=Settings.from_cdk_json(), backend=canned_backend,
+                             in_flight=in_flight)
+        return summary, time.process_time() - started
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+@dataclass
+class Orchestration:
+    summary: Any
+    cpu_ms_per_photo: float  # the process's CPU per photo, stack set-up left out
+    handler_cpu_ms_per_photo: float  # of which in the Task handlers (detectors canned)
+
+    @property
+    def orchestration_cpu_ms_per_photo(self) -> float:
+        return self.cpu_ms_per_photo - self.handler_cpu_ms_per_photo
+
+
+def orchestration(folder: Path, empty: Path, in_flight: int) -> Orchestration:
+    """What the orchestration alone costs, in CPU (which another process's load does not
+    inflate the way it inflates wall time): a run with an instant canned detector, less
+    the CPU of a run of no photo (the emulated stack's set-up), less the Task handlers'
+    own CPU."""
+    _canned_run(empty, in_flight)  # imports and botocore's service models, once
+    _, setup_cpu = _canned_run(empty, in_flight)
+    summary, cpu = _canned_run(folder, in_flight)
+    photos = max(1, summary.photos)
+    return Orchestration(summary, (cpu - setup_cpu) * 1000 / photos,
+                         summary.handler_cpu_seconds * 1000 / photos)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rbnr", nargs="?", type=Path,
                         default=REPOSITORY_ROOT.parent / "shared" / "datasets" / "rbnr")
-    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--sets", nargs="+", default=["set1", "set2"])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N photos")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--orchestration-only", action="store_true",
+                        help="only the orchestration figures (instant canned detector)")
+    parser.add_argument("--plain-ocr-worker", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    if not (arguments.rbnr / "set1" / "ground_truth.json").is_file():
+    if arguments.plain_ocr_worker:
+        plain_ocr_main(arguments.plain_ocr_worker, arguments.jobs)
+        return
+    if not all((arguments.rbnr / name / "ground_truth.json").is_file() for name in arguments.sets):
         sys.exit(f"RBNR dataset not found at {arguments.rbnr}")
-    photos = photos_of(arguments.rbnr, arguments.limit)
-    print(f"{len(photos)} RBNR photos")
+    work = Path(tempfile.mkdtemp(prefix="racecheck-bench-"))
+    try:
+        report = benchmark(arguments, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if arguments.json:
+        print(json.dumps(report, sort_keys=True))
 
-    baseline = timed_run(photos, canned_backend, in_flight=2)
-    print(f"canned detector (orchestration baseline): {baseline.photos_per_second:6.2f} photos/s,"
-          f" orchestration {baseline.orchestration_seconds_per_photo * 1000:6.1f} ms/execution")
 
-    results = {}
-    for jobs in (1, 2):
-        backend = LocalDetectorBackend(jobs=jobs)
-        try:
-            timed_run(photos[:2], backend, in_flight=jobs * 2)  # load the models once
-            summary = timed_run(photos, backend, in_flight=jobs * 2)
-        finally:
-            backend.close()
-        results[jobs] = summary
-        print(f"local detectors, --jobs {jobs}: {summary.photos_per_second:6.2f} photos/s, "
-              f"orchestration {summary.orchestration_seconds_per_photo * 1000:6.1f} ms/execution,"
-              f" verdicts {dict(summary.verdicts)}")
-    print(f"speed-up --jobs 2 vs --jobs 1: "
-          f"{results[2].photos_per_second / results[1].photos_per_second:.2f}x")
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"peak RSS: runner process {own:.0f} MB, largest detector worker {workers:.0f} MB")
+def orchestration_figures(folder: Path, work: Path, jobs: int) -> dict[str, Any]:
+    """Print and return what the orchestration costs per photo (see ``orchestration``)."""
+    empty = work / "empty"
+    empty.mkdir()
+    in_flight = max(2, jobs * 2)  # as `racecheck run` sets it
+    canned_run = orchestration(folder, empty, in_flight)
+    canned = canned_run.summary
+    orchestration_ms = canned.orchestration_seconds_per_photo * 1000
+    print(f"orchestration (instant canned detector, in_flight {in_flight}): CPU "
+          f"{canned_run.orchestration_cpu_ms_per_photo:.0f} ms per photo outside the Task "
+          f"handlers (+{canned_run.handler_cpu_ms_per_photo:.0f} ms in them; stack set-up "
+          f"left out); wall {orchestration_ms:.0f} ms per photo summed over threads, "
+          f"{canned.photos_per_second:.2f} photos/s; {load()}")
+    return {
+        "orchestration_ms_per_photo": round(orchestration_ms, 1),
+        "orchestration_cpu_ms_per_photo": round(canned_run.orchestration_cpu_ms_per_photo, 1),
+        "orchestration_handler_cpu_ms_per_photo": round(canned_run.handler_cpu_ms_per_photo, 1),
+    }
+
+
+def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
+    folder = work / "photos"
+    labels = photo_folder(arguments.rbnr, arguments.sets, arguments.limit, folder)
+    photos = len(labels)
+    jobs = arguments.jobs
+    print(f"{photos} RBNR photos ({', '.join(arguments.sets)}), --jobs {jobs}; {load()}")
+    if arguments.orchestration_only:
+        return {"photos": photos, "jobs": jobs, **orchestration_figures(folder, work, jobs)}
+
+    list_file = work / "photos.txt"
+    list_file.write_text("\n".join(str(folder / key) for key in labels))
+    environment = {**os.environ, "RACECHECK_DETECTOR_THREADS": "1"}
+    plain = run_measured([sys.executable, __file__, "--plain-ocr-worker", str(list_file),
+                          "--jobs", str(jobs)], env=environment)
+    plain_rate = photos / plain.seconds
+    print(f"plain whole-photo RapidOCR, {jobs} processes: {plain_rate:5.2f} photos/s "
+          f"({plain.seconds:.1f} s, whole command), CPU {plain.cpu_seconds * 1000 / photos:.0f} "
+          f"ms per photo; {load()}")
+    print(f"  {plain.processes.describe(photos)}")
+
+    out_dir = work / "out"
+    run = run_measured([str(RACECHECK), "run", str(folder), "--jobs", str(jobs),
+                        "--out", str(out_dir)])
+    run_rate = photos / run.seconds
+    printed = CLI_SPEED.search(run.stdout)
+    cli_rate = int(printed.group(1)) / float(printed.group(2)) if printed else float("nan")
+    print(f"racecheck run --jobs {jobs}: {run_rate:5.2f} photos/s ({run.seconds:.1f} s, whole "
+          f"command; {cli_rate:.2f} photos/s as the CLI prints it), CPU "
+          f"{run.cpu_seconds * 1000 / photos:.0f} ms per photo; {load()}")
+    print(f"  {run.processes.describe(photos)}")
+    print(f"ratio racecheck run / plain OCR: {run_rate / plain_rate:.2f} in photos/s, "
+          f"{run.cpu_seconds / plain.cpu_seconds:.2f} in CPU time (whole commands)")
+    verdicts = Counter(json.loads(line)["verdict"] for line in
+                       (out_dir / "results.jsonl").read_text().splitlines() if line)
+    # An ERROR (a Task that timed out on a loaded machine, say) lowers recall: say so.
+    print(f"  verdicts: {dict(sorted(verdicts.items()))}")
+    figures = accuracy(out_dir / "results.jsonl", labels)
+    for group, figure in figures.items():
+        print(f"  {group}: recall {figure['recall']:.1%} ({figure['read']}/{figure['labelled']}),"
+              f" precision {figure['precision']:.1%} ({figure['misreads']} misreads), strict "
+              f"precision {figure['strict_precision']:.1%}, linked recall "
+              f"{figure['linked_recall']:.1%}")
+
+    return {
+        "photos": photos,
+        "jobs": jobs,
+        "plain_ocr_photos_per_second": round(plain_rate, 3),
+        "plain_ocr_cpu_ms_per_photo": round(plain.cpu_seconds * 1000 / photos, 1),
+        "plain_ocr_peak_rss_mb": plain.processes.per_process_mb(),
+        "run_photos_per_second": round(run_rate, 3),
+        "run_photos_per_second_as_printed": round(cli_rate, 3),
+        "run_cpu_ms_per_photo": round(run.cpu_seconds * 1000 / photos, 1),
+        "run_cpu_ms_per_photo_by_process": run.processes.cpu_ms_per_photo(photos),
+        "run_peak_rss_mb": run.processes.per_process_mb(),
+        "run_peak_total_rss_mb": round(run.processes.peak_total_rss_kb / 1024, 1),
+        "run_peak_total_pss_mb": round(run.processes.peak_total_pss_kb / 1024, 1),
+        "ratio_run_to_plain": round(run_rate / plain_rate, 3),
+        **orchestration_figures(folder, work, jobs),
+        "verdicts": dict(verdicts),
+        "accuracy": {group: {name: round(value, 4) if isinstance(value, float) else value
+                             for name, value in figure.items()}
+                     for group, figure in figures.items()},
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 if __name__ == "__main__":

@@ -153,6 +153,23 @@ def test_corrupt_body_refused_by_rekognition_is_rejected(
     assert record["reasons"] == ["CORRUPT_IMAGE"]
 
 
+def test_rekognition_refuses_a_photo_version_it_cannot_read_from_s3(
+    stack: LocalStack, rekognition: ScriptedRekognition
+) -> None:
+    # given a photo version that is not in the bucket
+    from botocore.exceptions import ClientError
+
+    from lambdas import shared
+
+    image = {"S3Object": {"Bucket": stack.names.bucket, "Name": "gone.jpg", "Version": "v1"}}
+    # when a handler asks Rekognition about it
+    with pytest.raises(ClientError) as raised:
+        shared.rekognition().detect_text(Image=image)
+    # then Rekognition's own error comes back, and no detector was asked
+    assert raised.value.response["Error"]["Code"] == "InvalidS3ObjectException"
+    assert not rekognition.calls
+
+
 def test_moderation_blocks_explicit_content(
     stack: LocalStack, rekognition: ScriptedRekognition
 ) -> None:

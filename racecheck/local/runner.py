@@ -54,6 +54,7 @@ class RunSummary:
     # stream handlers), summed over threads; of which inside the Task handlers and detectors.
     execution_seconds: float = 0.0
     handler_seconds: float = 0.0
+    handler_cpu_seconds: float = 0.0
     follow_up_failures: int = 0  # stream records set aside after every retry
     suspects: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
@@ -245,6 +246,10 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
             while not all(worker.done() for worker in workers):
                 stack.pump_streams()
                 record_finished(STREAM_POLL_SECONDS)
+                if any(worker.done() and worker.exception() for worker in workers):
+                    # A poller died holding a photo that will never finish: stop the
+                    # others, which would wait for it forever, and raise its error below.
+                    feeder.stopped = True
             for worker in workers:
                 worker.result()
         except KeyboardInterrupt:
@@ -267,6 +272,7 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
         summary.seconds = time.perf_counter() - started
         summary.execution_seconds = stack.pipeline_seconds
         summary.handler_seconds = stack.handler_clock.seconds
+        summary.handler_cpu_seconds = stack.handler_clock.cpu_seconds
         summary.follow_up_failures = len(stack.stream_failures)
         alerts = stack.drain_alerts()
         if settings.review_alerts == "digest":
