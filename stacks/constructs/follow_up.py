@@ -16,6 +16,7 @@ from constructs import Construct
 
 from racecheck.core.settings import SETTINGS_ENV_VAR, Settings
 from stacks.constructs.functions import POWERTOOLS_ENVIRONMENT, FunctionSpec, handler_function
+from stacks.constructs.queue import DEAD_LETTER_RETENTION, encrypted_queue
 
 FOLLOW_UP_SPEC = FunctionSpec(
     "FollowUp", "follow_up", 256, 60, "Index entries, runner evidence and alerts per verdict"
@@ -55,13 +56,8 @@ class FollowUp(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
 
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
+        self.dead_letter_queue = encrypted_queue(self, "DeadLetterQueue",
+                                                 retention_period=DEAD_LETTER_RETENTION)
         environment = {**POWERTOOLS_ENVIRONMENT, SETTINGS_ENV_VAR: settings.to_json()}
         self.function = handler_function(self, FOLLOW_UP_SPEC, code, environment)
         self.function.add_event_source(_stream_source(results, self.dead_letter_queue))

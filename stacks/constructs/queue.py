@@ -24,6 +24,13 @@ MESSAGE_RETENTION = Duration.days(4)
 DEAD_LETTER_RETENTION = Duration.days(14)
 
 
+def encrypted_queue(scope: Construct, construct_id: str, *, retention_period: Duration,
+                    **options: Any) -> sqs.Queue:
+    """A queue as every racecheck queue is: SQS-managed encryption at rest, TLS-only access."""
+    return sqs.Queue(scope, construct_id, encryption=sqs.QueueEncryption.SQS_MANAGED,
+                     enforce_ssl=True, retention_period=retention_period, **options)
+
+
 def object_created_detail(bucket_name: str, key_prefix: str) -> dict[str, Any]:
     # Every object is checked (no suffix filter): a PNG or a mislabelled upload gets a verdict.
     detail: dict[str, Any] = {"bucket": {"name": [bucket_name]}}
@@ -45,18 +52,11 @@ class PhotoQueue(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
 
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=DEAD_LETTER_RETENTION,
-        )
-        self.queue = sqs.Queue(
+        self.dead_letter_queue = encrypted_queue(self, "DeadLetterQueue",
+                                                 retention_period=DEAD_LETTER_RETENTION)
+        self.queue = encrypted_queue(
             self,
             "Queue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
             retention_period=MESSAGE_RETENTION,
             visibility_timeout=visibility_timeout,
             dead_letter_queue=sqs.DeadLetterQueue(
