@@ -192,7 +192,10 @@ def _in_process_invoker(handlers: dict[str, Callable[..., Any]], clock: HandlerC
     return invoke
 
 
-# What Lambda answers when a synchronous invocation's response is too large.
+# What Lambda answers when a synchronous invocation's response is too large: 6 MB for a
+# buffered Invoke (Lambda quotas page, "Invocation payload (request and response)"; the
+# CDK's InvokeMode.BUFFERED says the same), reported as errorType
+# Function.ResponseSizeTooLarge with FunctionError Unhandled.
 MAX_RESPONSE_PAYLOAD_BYTES = 6 * 1024 * 1024
 
 
