@@ -230,6 +230,24 @@ def test_local_tasks_get_longer_timeouts_than_the_deployed_ones(
     assert timeouts == [deployed[name] * LOCAL_TASK_TIMEOUT_SCALE for name in ran]
 
 
+def test_read_bibs_is_given_the_photo_size_the_check_step_measured(
+        stack: LocalStack, rekognition: ScriptedRekognition) -> None:
+    rekognition.script("crowd.jpg", DetectModerationLabels="detect_moderation_clean",
+                       DetectText="detect_text_nothing")
+    assert stack.sync_executions is not None
+    stack.sync_executions.keep_history = True
+    # when a 800x600 photo is checked
+    check(stack, "crowd.jpg", make_jpeg(800, 600))
+    # then the ASL hands ReadBibs CheckImage's image, whose size turns Rekognition's
+    # fractional boxes into pixels for the frame-edge and width checks
+    (history,) = stack.sync_executions.histories
+    payloads = [json.loads(event["taskScheduledEventDetails"]["parameters"]).get("Payload", {})
+                for event in history if "taskScheduledEventDetails" in event]
+    (read_bibs,) = [payload for payload in payloads
+                    if "photo" in payload and "image" in payload and "state" not in payload]
+    assert (read_bibs["image"]["width"], read_bibs["image"]["height"]) == (800, 600)
+
+
 def _all_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for name, state in states.items():
         yield name, state
