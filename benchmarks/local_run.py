@@ -232,7 +232,9 @@ def photo_folder(rbnr: Path, sets: Sequence[str], limit: int | None, into: Path
     for set_name in sets:
         (into / set_name).mkdir(parents=True)
         for entry in json.loads((rbnr / set_name / "ground_truth.json").read_text()):
-            (into / set_name / entry["file"]).symlink_to(rbnr / set_name / entry["file"])
+            # Absolute: a relative RBNR_DIR (../shared/...) would leave the links dangling.
+            (into / set_name / entry["file"]).symlink_to(
+                (rbnr / set_name / entry["file"]).resolve())
             labels[f"{set_name}/{entry['file']}"] = entry
     if limit:
         for key in list(labels)[limit:]:
@@ -242,36 +244,49 @@ def photo_folder(rbnr: Path, sets: Sequence[str], limit: int | None, into: Path
 
 
 def accuracy(results_file: Path, labels: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Recall and precision of a run's bibs, judged as ``racecheck eval rbnr`` judges them."""
+    """Recall and precision of a run's bibs, judged as ``racecheck eval rbnr`` judges them
+    (the unlabelled legible bibs and label corrections included)."""
     from racecheck.core.linking import link_bibs_to_faces
-    from racecheck.evaluation import judge_image
+    from racecheck.evaluation import (
+        UNLABELLED_BIBS,
+        EvaluationReport,
+        judge_image,
+        load_unlabelled_bibs,
+    )
 
     by_set: dict[str, list[Any]] = {}
     records = [json.loads(line) for line in results_file.read_text().splitlines() if line]
     missing = set(labels) - {record["key"] for record in records}
     if missing:
         sys.exit(f"the run lost photos: {sorted(missing)[:5]}")
+    extras = {set_name: load_unlabelled_bibs(UNLABELLED_BIBS, set_name)
+              for set_name in {key.split("/")[0] for key in labels}}
     for record in records:
         entry = labels[record["key"]]
+        set_name = record["key"].split("/")[0]
+        extra = extras[set_name]
         bibs, faces = record.get("bibs") or [], record.get("faces") or []
         links = link_bibs_to_faces(bibs, faces, image_width=int(entry["width"]),
                                    image_height=int(entry["height"]))
-        result = judge_image(entry, bibs, faces, links)
-        for group in (record["key"].split("/")[0], "all"):
+        result = judge_image(entry, bibs, faces, links,
+                             extra.bibs_by_file.get(entry["file"], []) if extra else [],
+                             extra.corrections if extra else {})
+        for group in (set_name, "all"):
             by_set.setdefault(group, []).append(result)
     figures = {}
     for group, results in by_set.items():
-        labelled = sum(len(result.labelled) for result in results)
-        read = sum(len(result.read) for result in results)
-        misread = sum(len(result.misread) for result in results)
-        reported = read + misread + sum(len(result.unlabelled) for result in results)
+        report = EvaluationReport(
+            folder=group, images=len(results),
+            labelled_bibs=sum(len(result.labelled) for result in results),
+            read_bibs=sum(len(result.read) for result in results),
+            linked_bibs=sum(len(result.linked) for result in results),
+            seconds=0.0, peak_rss_mb=0.0, results=results)
         figures[group] = {
-            "photos": len(results), "labelled": labelled, "read": read, "misreads": misread,
-            "recall": read / labelled if labelled else 0.0,
-            "precision": read / (read + misread) if read + misread else 1.0,
-            "strict_precision": read / reported if reported else 1.0,
-            "linked_recall": (sum(len(result.linked) for result in results) / labelled
-                              if labelled else 0.0),
+            "photos": report.images, "labelled": report.labelled_bibs,
+            "read": report.read_bibs, "reported": report.reported,
+            "misreads": report.misreads, "recall": report.recall,
+            "precision": report.precision, "strict_precision": report.strict_precision,
+            "linked_recall": report.linked_recall,
         }
     return figures
 

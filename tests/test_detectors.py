@@ -220,3 +220,47 @@ def test_given_face_scores_when_calibrated_then_the_scale_is_monotone_and_bounde
     assert confidences == sorted(confidences)
     assert confidences[1] == 50.0 and confidences[3] == 90.0 and confidences[-1] == 99.9
     assert all(0 <= confidence <= 100 for confidence in confidences)
+
+
+def _worker_facts() -> tuple[int, int | None, int]:
+    """In a detector worker: its parent, the process that loaded its models, and how many
+    threads ONNX Runtime was told to use."""
+    import os
+
+    from racecheck.local import backends
+
+    return os.getppid(), backends.models_loaded_by, engines.onnx_threads()
+
+
+def test_given_two_jobs_then_both_workers_are_forked_from_one_process_that_loaded_the_models(
+) -> None:
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    from racecheck.local.backends import LocalDetectorBackend
+
+    # Given a backend of two workers
+    backend = LocalDetectorBackend(jobs=2)
+    try:
+        # When each worker is asked about itself
+        facts = [worker.submit(_worker_facts).result(timeout=120)
+                 for worker in backend._workers]
+        # Then both were forked from the same server, which is not this process and which
+        # loaded the models before forking them; each uses one thread
+        parents = {parent for parent, _, _ in facts}
+        assert len(parents) == 1 and os.getpid() not in parents
+        assert [loaded_by for _, loaded_by, _ in facts] == [*parents] * 2
+        assert [threads for _, _, threads in facts] == [1, 1]
+
+        # And a worker that dies is replaced by a new one forked from the same server
+        dead_pid = backend._workers[0].submit(os.getpid).result(timeout=60)
+        os.kill(dead_pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            backend("DetectText", b"", {})  # a new photo goes to the first idle worker
+        replaced = [worker.submit(_worker_facts).result(timeout=120)
+                    for worker in backend._workers]
+        assert {parent for parent, _, _ in replaced} == parents
+        assert {loaded_by for _, loaded_by, _ in replaced} == parents
+    finally:
+        backend.close()

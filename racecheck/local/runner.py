@@ -88,10 +88,15 @@ def collect_photos(inputs: Sequence[Path]) -> list[InputPhoto]:
 
 
 def _record_line(photo: InputPhoto, item: dict[str, Any] | None,
-                 delivery: Delivery) -> dict[str, Any]:
+                 delivery: Delivery | None) -> dict[str, Any]:
     if item is None:
         # Every path records a verdict; only a message that never reached the workflow can
         # end without one (the deployed stack's dead-letter alarm covers that case).
+        if delivery is None:
+            return {"key": photo.key, "verdict": "ERROR", "reasons": ["ERROR:NoRecord"],
+                    "summary": "its message left the queue without a verdict "
+                               "(see the dead-letter queue)",
+                    "error": "NoRecord"}
         reason = "DeadLettered" if delivery.dead_lettered else "NoRecord"
         return {"key": photo.key, "verdict": "ERROR", "reasons": [f"ERROR:{reason}"],
                 "summary": f"no record after {delivery.receive_count} attempt(s)",
@@ -103,21 +108,27 @@ def _record_line(photo: InputPhoto, item: dict[str, Any] | None,
 
 
 class _Feeder:
-    """Uploads and queues photos a few at a time, as the pollers take them."""
+    """Uploads and queues photos a few at a time, as the pollers take them.
+
+    Photos in flight are counted by key, and each is finished once: whatever the queue
+    does (a message delivered again, a message gone to the dead-letter queue without a
+    delivery that said so), the run ends when every photo queued has its line.
+    """
 
     def __init__(self, stack: LocalStack, photos: Sequence[InputPhoto], ahead: int) -> None:
         self._stack = stack
         self._pending = list(reversed(photos))
         self._ahead = ahead
-        self._queued = 0
+        self._in_flight: set[str] = set()
         self._lock = threading.Lock()
         self.by_key: dict[str, InputPhoto] = {}
+        self.version_of: dict[str, str] = {}  # the S3 version each photo was uploaded as
         self.unreadable: list[tuple[InputPhoto, OSError]] = []
         self.stopped = False
 
     def top_up(self) -> None:
         with self._lock:
-            while not self.stopped and self._pending and self._queued < self._ahead:
+            while not self.stopped and self._pending and len(self._in_flight) < self._ahead:
                 photo = self._pending.pop()
                 try:
                     body = photo.path.read_bytes()
@@ -125,17 +136,34 @@ class _Feeder:
                     self.unreadable.append((photo, error))
                     continue
                 self.by_key[photo.key] = photo
-                self._stack.enqueue(self._stack.put_photo(photo.key, body))
-                self._queued += 1
+                event = self._stack.put_photo(photo.key, body)
+                self.version_of[photo.key] = event["detail"]["object"]["version-id"]
+                self._stack.enqueue(event)
+                self._in_flight.add(photo.key)
 
-    def finished_one(self) -> None:
+    def finish(self, key: str) -> bool:
+        """Whether this is the photo's first finish (only the first one is recorded)."""
         with self._lock:
-            self._queued -= 1
+            if key not in self._in_flight:
+                return False
+            self._in_flight.discard(key)
+            return True
+
+    def stranded(self) -> list[str]:
+        """Photos still in flight when nothing is left to feed and the queue holds no
+        message, visible or not: their messages left without a delivery that finished."""
+        with self._lock:
+            if self._pending or not self._in_flight:
+                return []
+        if not self._stack.queue_is_empty():
+            return []
+        with self._lock:
+            return sorted(self._in_flight)
 
     @property
     def exhausted(self) -> bool:
         with self._lock:
-            return self.stopped or (not self._pending and self._queued == 0)
+            return self.stopped or (not self._pending and not self._in_flight)
 
 
 def _utc_now() -> str:
@@ -206,18 +234,25 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
             if on_result:
                 on_result(line)
 
-        def finish(delivery: Delivery) -> None:
-            detail = delivery.event["detail"]
-            photo = feeder.by_key[detail["object"]["key"]]
+        def finish(key: str, version: str, delivery: Delivery | None) -> None:
+            photo = feeder.by_key[key]
             try:
-                item = stack.result_item(key=photo.key, version=detail["object"]["version-id"])
+                item = stack.result_item(key=photo.key, version=version)
                 line = _record_line(photo, item, delivery)
             except Exception as error:  # one photo's failure never stops the others
                 line = {"key": photo.key, "verdict": "ERROR",
                         "reasons": [f"ERROR:{type(error).__name__}"],
                         "summary": str(error)[:500], "error": str(error)[:500]}
-            feeder.finished_one()
-            finished.put(line)
+            if feeder.finish(photo.key):
+                finished.put(line)
+
+        def finish_delivery(delivery: Delivery) -> None:
+            detail = delivery.event["detail"]
+            finish(detail["object"]["key"], detail["object"]["version-id"], delivery)
+
+        def finish_stranded() -> None:
+            for key in feeder.stranded():
+                finish(key, feeder.version_of[key], None)
 
         def poll() -> None:
             while not feeder.stopped:
@@ -226,11 +261,12 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                     return
                 delivery = stack.deliver()
                 if delivery is None:
+                    finish_stranded()
                     # Another poller holds the last photos; each receive costs CPU the
                     # detectors need, so wait a little before asking again.
                     time.sleep(IDLE_POLL_SECONDS)
                 elif delivery.done:
-                    finish(delivery)
+                    finish_delivery(delivery)
 
         def record_finished(timeout: float) -> None:
             deadline = time.monotonic() + timeout

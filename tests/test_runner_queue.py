@@ -1,0 +1,85 @@
+"""`racecheck run` ends with one line per photo whatever the queue does with its messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from racecheck.core.settings import Settings
+from racecheck.local.environment import LocalStack
+from racecheck.local.runner import run_photos
+from tests.conftest import load_fixture, make_jpeg
+
+
+def canned(operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
+    name = {"DetectText": "detect_text_nothing", "DetectFaces": "detect_faces_none",
+            "DetectModerationLabels": "detect_moderation_clean"}[operation]
+    return load_fixture(f"rekognition/{name}.json")
+
+
+def _photos(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    for index in range(count):
+        (folder / f"{index}.jpg").write_bytes(make_jpeg(colour=f"#{index}{index}3366"))
+    return folder
+
+
+def _lines(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line)
+            for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_given_every_event_delivered_twice_then_each_photo_has_one_line(
+        tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given EventBridge delivering each photo's event twice (it delivers at least once)
+    original = LocalStack.enqueue
+
+    def twice(self: LocalStack, event: dict[str, Any]) -> str:
+        original(self, event)
+        return original(self, event)
+
+    monkeypatch.setattr(LocalStack, "enqueue", twice)
+    # When six photos are run by four pollers
+    summary = run_photos(inputs=[_photos(tmp_path / "photos", 6)], out_dir=tmp_path / "out",
+                         settings=settings, backend=canned, in_flight=4)
+    # Then the run ends with one line per photo, each the photo's one verdict
+    lines = _lines(tmp_path / "out")
+    assert sorted(line["key"] for line in lines) == [f"{index}.jpg" for index in range(6)]
+    assert summary.photos == 6
+    assert all(line["verdict"] == "PASS" for line in lines)
+
+
+def test_given_a_message_that_leaves_the_queue_unchecked_then_the_run_ends_with_an_error_line(
+        tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the message of photo 2.jpg lost between the rule and the consumer
+    original = LocalStack.enqueue
+
+    def losing(self: LocalStack, event: dict[str, Any]) -> str:
+        message_id = original(self, event)
+        if event["detail"]["object"]["key"] == "2.jpg":
+            received = self.sqs.receive_message(QueueUrl=self.photo_queue_url,
+                                                MaxNumberOfMessages=10)["Messages"]
+            for message in received:
+                if json.loads(message["Body"])["detail"]["object"]["key"] == "2.jpg":
+                    self.sqs.delete_message(QueueUrl=self.photo_queue_url,
+                                            ReceiptHandle=message["ReceiptHandle"])
+                else:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=self.photo_queue_url, ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=0)
+        return message_id
+
+    monkeypatch.setattr(LocalStack, "enqueue", losing)
+    # When four photos are run
+    run_photos(inputs=[_photos(tmp_path / "photos", 4)], out_dir=tmp_path / "out",
+               settings=settings, backend=canned, in_flight=2)
+    # Then the run ends, the others are checked and the lost one has an ERROR line
+    by_key = {line["key"]: line for line in _lines(tmp_path / "out")}
+    assert sorted(by_key) == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+    assert by_key["2.jpg"]["verdict"] == "ERROR"
+    assert by_key["2.jpg"]["reasons"] == ["ERROR:NoRecord"]
+    assert "left the queue without a verdict" in by_key["2.jpg"]["summary"]
+    assert {by_key[key]["verdict"] for key in ("0.jpg", "1.jpg", "3.jpg")} == {"PASS"}
