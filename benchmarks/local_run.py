@@ -98,14 +98,18 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-def _role(pid: int, root: int, seen: int) -> str:
+def _role(pid: int, root: int, seen: int, parent: int) -> str:
     if pid == root:
         return "main"
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         command = ""
-    return "resource tracker" if "resource_tracker" in command else f"worker {seen}"
+    if "resource_tracker" in command:
+        return "resource tracker"
+    if "forkserver" in command and parent == root:
+        return "detector server"  # the workers are forked from it, and share its models
+    return f"worker {seen}"
 
 
 @dataclass
@@ -134,7 +138,7 @@ class ProcessTree:
             if not status or pid not in processes:
                 continue
             if pid not in self.names:
-                self.names[pid] = _role(pid, root, len(self.names))
+                self.names[pid] = _role(pid, root, len(self.names), processes[pid][0])
             self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), status.get("VmHWM", 0))
             self.cpu_seconds[pid] = processes[pid][1]
             total_rss += status.get("VmRSS", 0)
@@ -162,7 +166,7 @@ class ProcessTree:
 @dataclass
 class Command:
     seconds: float
-    cpu_seconds: float  # of the command and every descendant it waited for
+    cpu_seconds: float  # of the command and every descendant
     stdout: str
     processes: ProcessTree
 
@@ -191,6 +195,9 @@ def run_measured(arguments: Sequence[str], *, env: dict[str, str] | None = None)
     if process.returncode != 0:
         sys.exit(f"{arguments[0]} failed ({process.returncode}):\n{stdout}\n{stderr}")
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    # Processes the command never waits for (the detector server and the workers forked
+    # from it) are missing from its resource usage; their last samples are not.
+    cpu = max(cpu, sum(memory.cpu_seconds.values()))
     return Command(seconds, cpu, stdout, memory)
 
 
