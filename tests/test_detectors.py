@@ -264,3 +264,27 @@ def test_given_two_jobs_then_both_workers_are_forked_from_one_process_that_loade
         assert {loaded_by for _, loaded_by, _ in replaced} == parents
     finally:
         backend.close()
+
+
+def test_given_a_region_whose_edge_cuts_a_number_then_it_is_neither_recognised_nor_reported(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from racecheck.detectors import text_reader
+
+    # Given a bib and a crop whose right edge runs through its digits
+    image = decode_image(_rendered_bib("3631"))
+    recognised: list[int] = []
+    original = text_reader.recognise_lines
+
+    def counting(line_images: Any) -> list[tuple[str, float]]:
+        recognised.append(len(line_images))
+        return original(line_images)
+
+    monkeypatch.setattr(text_reader, "recognise_lines", counting)
+    # When the cut region is read, and then the whole bib
+    cut = text_reader._read_region(image, (150, 150, 400, 420), 1.0, source="torso")
+    lines_recognised_for_cut = sum(recognised)
+    whole = text_reader._read_region(image, (150, 150, 650, 420), 1.0, source="torso")
+    # Then the cut number costs no recognition and is not reported; the whole one is read
+    assert cut == [] and lines_recognised_for_cut == 0
+    assert [read.text for read in whole] == ["3631"]
+    assert sum(recognised) == 1

@@ -254,27 +254,29 @@ def _read_region(image: ImageArray, region: tuple[int, int, int, int], scale: fl
     resized = cv2.resize(crop, new_size, interpolation=interpolation)
     # RapidOCR's models were trained on BGR input (it reads files with OpenCV).
     bgr: ImageArray = np.ascontiguousarray(resized[:, :, ::-1], dtype=np.uint8)
-    boxes = _detect_text_boxes(bgr)
+    height, width = image.shape[:2]
+    cut_left, cut_top = left > 0, top > 0
+    cut_right, cut_bottom = right < width, bottom < height
+
+    def touches_cut(box: Sequence[tuple[float, float]]) -> bool:
+        xs = [x for x, _ in box]
+        ys = [y for _, y in box]
+        return ((cut_left and min(xs) <= EDGE_MARGIN_PX)
+                or (cut_top and min(ys) <= EDGE_MARGIN_PX)
+                or (cut_right and max(xs) >= new_size[0] - 1 - EDGE_MARGIN_PX)
+                or (cut_bottom and max(ys) >= new_size[1] - 1 - EDGE_MARGIN_PX))
+
+    # A box the crop's edge cuts is dropped unread: it may hold part of a number.
+    boxes = [box for box in _detect_text_boxes(bgr) if not touches_cut(box)]
     if not boxes:
         return []
     engine = engines.ocr_engine()
     line_images = engine.get_crop_img_list(bgr, [np.array(box, dtype=np.float32)
                                                  for box in boxes])
     recognised = recognise_lines(line_images)
-    height, width = image.shape[:2]
-    cut_left, cut_top = left > 0, top > 0
-    cut_right, cut_bottom = right < width, bottom < height
     reads = []
     for box, (text, score) in zip(boxes, recognised, strict=True):
         if not text.strip() or score < MIN_RECOGNITION_SCORE:
-            continue
-        xs = [x for x, _ in box]
-        ys = [y for _, y in box]
-        touches_cut = ((cut_left and min(xs) <= EDGE_MARGIN_PX)
-                       or (cut_top and min(ys) <= EDGE_MARGIN_PX)
-                       or (cut_right and max(xs) >= new_size[0] - 1 - EDGE_MARGIN_PX)
-                       or (cut_bottom and max(ys) >= new_size[1] - 1 - EDGE_MARGIN_PX))
-        if touches_cut:
             continue
         polygon = tuple((left + x / scale, top + y / scale) for x, y in box)
         reads.append(TextRead(text.strip(), round(score * 100, 3), polygon, source))
