@@ -83,3 +83,26 @@ def test_given_a_message_that_leaves_the_queue_unchecked_then_the_run_ends_with_
     assert by_key["2.jpg"]["reasons"] == ["ERROR:NoRecord"]
     assert "left the queue without a verdict" in by_key["2.jpg"]["summary"]
     assert {by_key[key]["verdict"] for key in ("0.jpg", "1.jpg", "3.jpg")} == {"PASS"}
+
+
+def test_given_many_photos_then_only_those_in_flight_are_held_in_the_emulated_bucket(
+        tmp_path: Path, settings: Settings) -> None:
+    from moto.s3.models import s3_backends
+
+    from racecheck.local.environment import ACCOUNT, LocalNames
+
+    # Given twelve photos and two pollers (which queue at most four photos ahead)
+    held: list[int] = []
+
+    def count_stored(_line: dict[str, Any]) -> None:
+        bucket = s3_backends[ACCOUNT]["global"].buckets[LocalNames().bucket]
+        held.append(sum(len(versions) for _, versions in bucket.keys.iterlists()))
+
+    # When they are run
+    run_photos(inputs=[_photos(tmp_path / "photos", 12)], out_dir=tmp_path / "out",
+               settings=settings, backend=canned, in_flight=2, on_result=count_stored)
+    # Then a photo's bytes leave the emulated bucket once its line is written: the bucket
+    # never holds more than the photos in flight, however many the folder has
+    assert len(held) == 12
+    assert max(held) <= 4
+    assert len(_lines(tmp_path / "out")) == 12

@@ -419,6 +419,29 @@ def test_same_event_three_times_gives_one_result_and_one_alert(
     assert rekognition.calls[("repeat.jpg", "DetectText")] == 1
 
 
+def test_a_repeated_event_after_the_runner_freed_the_photo_leaves_its_record_as_it_was(
+    stack: LocalStack, rekognition: ScriptedRekognition
+) -> None:
+    # given a photo checked once, whose bytes the runner then freed (as after its line)
+    register(stack, "3631,F,18-39,Ana")
+    rekognition.script("freed.jpg", **CLEAN_MALE)
+    event = stack.put_photo("freed.jpg", make_jpeg())
+    stack.enqueue(event)
+    stack.settle()
+    version = event["detail"]["object"]["version-id"]
+    first = stack.result_item(key="freed.jpg", version=version)
+    stack.forget_photo("freed.jpg", version)
+    # when its event comes again
+    stack.enqueue(event)
+    deliveries = stack.settle()
+    # then the delivery ends, the record is unchanged, and nothing is alerted twice
+    assert [delivery.done for delivery in deliveries] == [True]
+    assert stack.result_item(key="freed.jpg", version=version) == first
+    assert first is not None and first["verdict"] == "FAIL"
+    assert len(stack.drain_alerts()) == 1
+    assert rekognition.calls[("freed.jpg", "DetectText")] == 1
+
+
 def test_a_consumer_crash_after_the_record_is_written_loses_no_alert(
     stack: LocalStack, rekognition: ScriptedRekognition
 ) -> None:

@@ -244,6 +244,7 @@ def run_photos(*, inputs: Sequence[Path], out_dir: Path, settings: Settings,
                         "reasons": [f"ERROR:{type(error).__name__}"],
                         "summary": str(error)[:500], "error": str(error)[:500]}
             if feeder.finish(photo.key):
+                stack.forget_photo(photo.key, version)
                 finished.put(line)
 
         def finish_delivery(delivery: Delivery) -> None:
