@@ -106,3 +106,16 @@ def test_given_many_photos_then_only_those_in_flight_are_held_in_the_emulated_bu
     assert len(held) == 12
     assert max(held) <= 4
     assert len(_lines(tmp_path / "out")) == 12
+
+
+def test_given_a_run_then_moto_keeps_no_thread_object_of_a_finished_state(
+        tmp_path: Path, settings: Settings) -> None:
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    # Given twelve photos (each run starts a thread per state, which moto lists)
+    # When they are run
+    run_photos(inputs=[_photos(tmp_path / "photos", 12)], out_dir=tmp_path / "out",
+               settings=settings, backend=canned, in_flight=2)
+    # Then moto's list holds no finished thread: a long run does not accumulate them
+    assert len(_lines(tmp_path / "out")) == 12
+    assert not [thread for thread in TMP_THREADS if not thread.is_alive()]

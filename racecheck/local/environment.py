@@ -809,6 +809,18 @@ def _dynamodb_error_names_as_on_aws() -> Any:
                              staticmethod(named_as_on_aws))
 
 
+def _forget_finished_threads() -> None:
+    """moto's interpreter appends every thread it starts (one per state run) to a list that
+    nothing reads or empties, so a long local run would keep them all: keep the live ones.
+    A thread appended by another execution meanwhile may be dropped; nothing needs it."""
+    from moto.stepfunctions.parser import utils
+
+    started = getattr(utils, "TMP_THREADS", None)
+    if not isinstance(started, list):
+        raise LocalSetupError("moto's TMP_THREADS moved: check the moto pin")
+    started[:] = [thread for thread in started if thread.is_alive()]
+
+
 class SyncExecutions:
     """StartSyncExecution for the consumer's client: moto has the execution type, not the API.
 
@@ -840,6 +852,7 @@ class SyncExecutions:
         started = time.perf_counter()
         execution.start()
         self._on_finished(time.perf_counter() - started)
+        _forget_finished_threads()
         if self.keep_history:
             events = execution.to_history_output()["events"]
             self.histories.append([dict(event) for event in events])
