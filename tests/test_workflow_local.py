@@ -690,3 +690,45 @@ def test_photos_off_the_chip_make_a_suspect_on_timing_evidence(
     assert suspect["attributes"]["evidence"] == '["timing"]'
     assert "Evidence: timing (TIMING_MISMATCH in 2 photos)." in suspect["message"]
     assert "km25/early.jpg" in suspect["message"] and "on time.jpg" not in suspect["message"]
+
+
+def test_two_stream_records_written_at_once_get_different_sequence_numbers(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+    import threading
+
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models import table as moto_table
+
+    from racecheck.local.environment import ACCOUNT, REGION
+
+    # given two writes to the results table whose stream records are made at the same
+    # moment (each waits, half a second at most, for the other inside the record)
+    meeting = threading.Barrier(2, timeout=0.5)
+
+    class MeetingRecord(moto_table.StreamRecord):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                meeting.wait()
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(moto_table, "StreamRecord", MeetingRecord)
+
+    def write(index: int) -> None:
+        stack.dynamodb.put_item(TableName=stack.names.results_table,
+                                Item={"photo": {"S": f"bucket/at-once-{index}.jpg"},
+                                      "version": {"S": "v1"}})
+
+    # when both are written at once
+    writers = [threading.Thread(target=write, args=(index,)) for index in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=30)
+    # then each stream record has its own sequence number, as in AWS
+    table = dynamodb_backends[ACCOUNT][REGION].get_table(stack.names.results_table)
+    numbers = [record.to_json()["dynamodb"]["SequenceNumber"]
+               for record in table.stream_shard.items]
+    assert len(numbers) == 2
+    assert len(set(numbers)) == 2

@@ -730,7 +730,7 @@ def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPro
     if not hasattr(ExecutionWorker, "_get_evaluation_entrypoint"):
         raise LocalSetupError("moto's ExecutionWorker changed: check the moto pin")
     return [*patches, *_json_copies(), _dynamodb_error_names_as_on_aws(),
-            _task_timeouts_scaled()]
+            _task_timeouts_scaled(), _stream_sequence_numbers_unique()]
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -763,6 +763,29 @@ def _json_copies() -> list[Any]:
         patches.append(mock.patch.object(
             module, "copy", SimpleNamespace(deepcopy=json_tree_copy, copy=copy.copy)))
     return patches
+
+
+def _stream_sequence_numbers_unique() -> Any:
+    """One stream record at a time per process, so that sequence numbers are unique.
+
+    moto numbers a stream record by the shard's length, then appends it, without a lock:
+    two writes at once (two pollers' records) got one number, and the stream event source,
+    which reads on from the last record's number plus one, read that record again forever
+    (seen: a run's last stream pump looping). In AWS, sequence numbers are unique and
+    increase within a shard (DynamoDB Streams API reference, SequenceNumber).
+    """
+    from moto.dynamodb.models.table import StreamShard
+
+    original = getattr(StreamShard, "add", None)
+    if original is None:
+        raise LocalSetupError("moto's StreamShard changed: check the moto pin")
+    lock = threading.Lock()
+
+    def add_one_at_a_time(self: Any, old: Any, new: Any) -> None:
+        with lock:
+            original(self, old, new)
+
+    return mock.patch.object(StreamShard, "add", add_one_at_a_time)
 
 
 def _task_timeouts_scaled() -> Any:
