@@ -727,8 +727,8 @@ def test_two_stream_records_written_at_once_get_different_sequence_numbers(
     for writer in writers:
         writer.join(timeout=30)
     # then each stream record has its own sequence number, as in AWS
-    table = dynamodb_backends[ACCOUNT][REGION].get_table(stack.names.results_table)
-    numbers = [record.to_json()["dynamodb"]["SequenceNumber"]
-               for record in table.stream_shard.items]
+    shard = dynamodb_backends[ACCOUNT][REGION].get_table(stack.names.results_table).stream_shard
+    assert shard is not None
+    numbers = [record.to_json()["dynamodb"]["SequenceNumber"] for record in shard.items]
     assert len(numbers) == 2
     assert len(set(numbers)) == 2
