@@ -295,7 +295,9 @@ class EventSourceQueue:
             raise LocalSetupError("moto's SQS backend changed: check the moto pin")
         self._name = queue_name
         # moto's receive checks a message's visibility and marks it received in two steps:
-        # two pollers at once could both receive it. One receive at a time, as in SQS.
+        # two pollers at once could both receive it. One receive at a time: in SQS a
+        # received message stays in the queue but no other consumer receives it during its
+        # visibility timeout (SQS Developer Guide, "Amazon SQS visibility timeout").
         self._receive_lock = threading.Lock()
 
     def send(self, body: str) -> str:
@@ -771,8 +773,11 @@ def _stream_sequence_numbers_unique() -> Any:
     moto numbers a stream record by the shard's length, then appends it, without a lock:
     two writes at once (two pollers' records) got one number, and the stream event source,
     which reads on from the last record's number plus one, read that record again forever
-    (seen: a run's last stream pump looping). In AWS, sequence numbers are unique and
-    increase within a shard (DynamoDB Streams API reference, SequenceNumber).
+    (seen: a run's last stream pump looping). In AWS "each stream record appears exactly
+    once in the stream", in the order of the item's modifications (DynamoDB Developer
+    Guide, "Change data capture for DynamoDB Streams"), and AT_SEQUENCE_NUMBER starts
+    "exactly from the position denoted by a specific sequence number" (DynamoDB Streams
+    API Reference, GetShardIterator): one number, one record.
     """
     from moto.dynamodb.models.table import StreamShard
 

@@ -111,8 +111,9 @@ class _Feeder:
     """Uploads and queues photos a few at a time, as the pollers take them.
 
     Photos in flight are counted by key, and each is finished once: whatever the queue
-    does (a message delivered again, a message gone to the dead-letter queue without a
-    delivery that said so), the run ends when every photo queued has its line.
+    does (a message delivered again, as SQS standard queues deliver "at least once" (SQS
+    Developer Guide, "Amazon SQS standard queues"); a message gone to the dead-letter queue
+    without a delivery that said so), the run ends when every photo queued has its line.
     """
 
     def __init__(self, stack: LocalStack, photos: Sequence[InputPhoto], ahead: int) -> None:
