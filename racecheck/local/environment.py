@@ -327,6 +327,12 @@ class EventSourceQueue:
             },
         }
 
+    def is_empty(self) -> bool:
+        """No message visible or in flight (ApproximateNumberOfMessages and ...NotVisible)."""
+        queue = self._backend.get_queue(self._name)
+        return (queue.approximate_number_of_messages == 0
+                and queue.approximate_number_of_messages_not_visible == 0)
+
     def delete(self, receipt_handle: str) -> None:
         self._backend.delete_message(self._name, receipt_handle)
 
@@ -436,11 +442,8 @@ class LocalStack:
                         done=last, dead_lettered=last)
 
     def queue_is_empty(self) -> bool:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.photo_queue_url,
-            AttributeNames=["ApproximateNumberOfMessages",
-                            "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-        return all(int(value) == 0 for value in attributes.values())
+        # Asked by every idle poller while the last photos run: read from the store.
+        return self._photo_queue.is_empty()
 
     def drain_queue(self) -> list[Delivery]:
         """Deliver until the queue is empty (failed photos come back at once locally)."""
