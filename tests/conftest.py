@@ -65,6 +65,14 @@ def rekognition_fixture() -> Callable[[str], dict[str, Any]]:
     return lambda name: load_fixture(f"rekognition/{name}.json")
 
 
+def no_bib_rekognition(operation: str, image: bytes, params: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """A local-run backend that finds no text and no face: every photo passes, NO_BIB."""
+    name = {"DetectText": "detect_text_nothing", "DetectFaces": "detect_faces_none",
+            "DetectModerationLabels": "detect_moderation_clean"}[operation]
+    return load_fixture(f"rekognition/{name}.json")
+
+
 def camera_exif(date_time_original: str, *, sub_seconds: str | None = None,
                 offset: str | None = None) -> Image.Exif:
     """EXIF as a camera writes it: ``DateTimeOriginal`` like ``2026:04:19 10:15:00``."""
@@ -94,6 +102,14 @@ def make_jpeg(
     else:
         picture.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def write_jpegs(folder: Path, count: int) -> Path:
+    """FOLDER with COUNT distinct photos named 0.jpg, 1.jpg, ..."""
+    folder.mkdir()
+    for index in range(count):
+        (folder / f"{index}.jpg").write_bytes(make_jpeg(colour=f"#{index}{index}3366"))
+    return folder
 
 
 @pytest.fixture

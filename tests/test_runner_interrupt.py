@@ -8,22 +8,13 @@ from typing import Any
 
 from racecheck.core.settings import Settings
 from racecheck.local.runner import run_photos
-from tests.conftest import load_fixture, make_jpeg
-
-
-def canned(operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
-    name = {"DetectText": "detect_text_nothing", "DetectFaces": "detect_faces_none",
-            "DetectModerationLabels": "detect_moderation_clean"}[operation]
-    return load_fixture(f"rekognition/{name}.json")
+from tests.conftest import no_bib_rekognition, write_jpegs
 
 
 def test_an_interrupted_run_keeps_complete_lines_for_the_photos_done(
         tmp_path: Path, settings: Settings) -> None:
     # given eight photos, and Ctrl-C pressed as soon as the first result is in
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for index in range(8):
-        (photos / f"{index}.jpg").write_bytes(make_jpeg(colour=f"#{index}{index}3366"))
+    photos = write_jpegs(tmp_path / "photos", 8)
     presses: list[str] = []
 
     def press_ctrl_c(line: dict[str, Any]) -> None:
@@ -33,7 +24,7 @@ def test_an_interrupted_run_keeps_complete_lines_for_the_photos_done(
 
     # when the run is interrupted
     summary = run_photos(inputs=[photos], out_dir=tmp_path / "out", settings=settings,
-                         backend=canned, in_flight=2, on_result=press_ctrl_c)
+                         backend=no_bib_rekognition, in_flight=2, on_result=press_ctrl_c)
     # then it says so, stops early, and every line written is a whole, parseable result
     assert summary.interrupted
     lines = [json.loads(line) for line in

@@ -11,20 +11,7 @@ import pytest
 from racecheck.core.settings import Settings
 from racecheck.local.environment import LocalStack
 from racecheck.local.runner import run_photos
-from tests.conftest import load_fixture, make_jpeg
-
-
-def canned(operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
-    name = {"DetectText": "detect_text_nothing", "DetectFaces": "detect_faces_none",
-            "DetectModerationLabels": "detect_moderation_clean"}[operation]
-    return load_fixture(f"rekognition/{name}.json")
-
-
-def _photos(folder: Path, count: int) -> Path:
-    folder.mkdir()
-    for index in range(count):
-        (folder / f"{index}.jpg").write_bytes(make_jpeg(colour=f"#{index}{index}3366"))
-    return folder
+from tests.conftest import no_bib_rekognition, write_jpegs
 
 
 def _lines(out: Path) -> list[dict[str, Any]]:
@@ -43,8 +30,8 @@ def test_given_every_event_delivered_twice_then_each_photo_has_one_line(
 
     monkeypatch.setattr(LocalStack, "enqueue", twice)
     # When six photos are run by four pollers
-    summary = run_photos(inputs=[_photos(tmp_path / "photos", 6)], out_dir=tmp_path / "out",
-                         settings=settings, backend=canned, in_flight=4)
+    summary = run_photos(inputs=[write_jpegs(tmp_path / "photos", 6)], out_dir=tmp_path / "out",
+                         settings=settings, backend=no_bib_rekognition, in_flight=4)
     # Then the run ends with one line per photo, each the photo's one verdict
     lines = _lines(tmp_path / "out")
     assert sorted(line["key"] for line in lines) == [f"{index}.jpg" for index in range(6)]
@@ -74,8 +61,8 @@ def test_given_a_message_that_leaves_the_queue_unchecked_then_the_run_ends_with_
 
     monkeypatch.setattr(LocalStack, "enqueue", losing)
     # When four photos are run
-    run_photos(inputs=[_photos(tmp_path / "photos", 4)], out_dir=tmp_path / "out",
-               settings=settings, backend=canned, in_flight=2)
+    run_photos(inputs=[write_jpegs(tmp_path / "photos", 4)], out_dir=tmp_path / "out",
+               settings=settings, backend=no_bib_rekognition, in_flight=2)
     # Then the run ends, the others are checked and the lost one has an ERROR line
     by_key = {line["key"]: line for line in _lines(tmp_path / "out")}
     assert sorted(by_key) == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
@@ -99,8 +86,8 @@ def test_given_many_photos_then_only_those_in_flight_are_held_in_the_emulated_bu
         held.append(sum(len(versions) for _, versions in bucket.keys.iterlists()))
 
     # When they are run
-    run_photos(inputs=[_photos(tmp_path / "photos", 12)], out_dir=tmp_path / "out",
-               settings=settings, backend=canned, in_flight=2, on_result=count_stored)
+    run_photos(inputs=[write_jpegs(tmp_path / "photos", 12)], out_dir=tmp_path / "out",
+               settings=settings, backend=no_bib_rekognition, in_flight=2, on_result=count_stored)
     # Then a photo's bytes leave the emulated bucket once its line is written: the bucket
     # never holds more than the photos in flight, however many the folder has
     assert len(held) == 12
@@ -114,8 +101,8 @@ def test_given_a_run_then_moto_keeps_no_thread_object_of_a_finished_state(
 
     # Given twelve photos (each run starts a thread per state, which moto lists)
     # When they are run
-    run_photos(inputs=[_photos(tmp_path / "photos", 12)], out_dir=tmp_path / "out",
-               settings=settings, backend=canned, in_flight=2)
+    run_photos(inputs=[write_jpegs(tmp_path / "photos", 12)], out_dir=tmp_path / "out",
+               settings=settings, backend=no_bib_rekognition, in_flight=2)
     # Then moto's list holds no finished thread: a long run does not accumulate them
     assert len(_lines(tmp_path / "out")) == 12
     assert not [thread for thread in TMP_THREADS if not thread.is_alive()]
