@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.session
+import numpy as np
 import pytest
 from botocore.validate import validate_parameters
 from PIL import Image, ImageDraw, ImageFont
@@ -150,7 +151,7 @@ def test_given_default_attributes_then_no_age_or_gender_is_returned(
 def test_given_sockets_are_blocked_when_models_load_and_run_then_all_calls_work(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Given: every model must be loaded afresh, and any connection attempt fails loudly
-    for loader in (engines.ocr_engine, engines.age_gender_estimator,
+    for loader in (engines.ocr_engine, engines.text_networks, engines.age_gender_estimator,
                    engines.landmark_predictor, engines.nsfw_classifier):
         loader.cache_clear()
     attempts: list[Any] = []
@@ -288,3 +289,65 @@ def test_given_a_region_whose_edge_cuts_a_number_then_it_is_neither_recognised_n
     assert cut == [] and lines_recognised_for_cut == 0
     assert [read.text for read in whole] == ["3631"]
     assert sum(recognised) == 1
+
+
+def test_given_short_and_long_lines_then_short_ones_are_padded_less_than_ppocr_and_long_to_steps(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from racecheck.detectors import text_reader
+
+    networks = engines.text_networks()
+    widths: list[int] = []
+
+    def recording(tensor: Any) -> Any:
+        widths.append(int(tensor.shape[3]))
+        return networks.recognise(tensor)
+
+    monkeypatch.setattr(engines, "text_networks",
+                        lambda: engines.TextNetworks(detect=networks.detect, recognise=recording))
+    # Given a bib's number cropped to its box, and a long line of text, at the recogniser's height
+    number = decode_image(_rendered_bib("3631"))[210:350, 230:520]
+    long_line = np.zeros((48, 900, 3), dtype=np.uint8)
+    # When both are recognised, as text and as digits
+    [(text, _)] = text_reader.recognise_lines([number])
+    [(digits, _)] = text_reader.recognise_digits([number])
+    text_reader.recognise_lines([long_line])
+    # Then the number is read from an input padded to the minimum width, narrower than
+    # PP-OCR's 320 px, and the long line's is padded to the next width step
+    assert (text, digits) == ("3631", "3631")
+    assert widths == [text_reader.RECOGNIZER_MIN_WIDTH_PX] * 2 + [928]
+    assert engines.ocr_engine().text_rec.rec_image_shape[2] > text_reader.RECOGNIZER_MIN_WIDTH_PX
+
+
+def test_given_the_text_networks_then_openvino_computes_what_onnx_runtime_does() -> None:
+    from racecheck.detectors import text_reader
+
+    # Given a photo of a bib as the detector's input, and its number as the recogniser's
+    engine = engines.ocr_engine()
+    image = decode_image(_rendered_bib("3631"))
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+    photo = DetPreProcess(800, "max", engine.text_det.mean, engine.text_det.std)(
+        np.ascontiguousarray(image[:, :, ::-1]))
+    line = text_reader._recogniser_input(engine.text_rec, image[210:350, 230:520])
+    # When OpenVINO and ONNX Runtime run the same model files on them
+    networks = engines.text_networks()
+    detected, recognised = networks.detect(photo), networks.recognise(line)
+    # Then their outputs agree to float rounding
+    np.testing.assert_allclose(detected, engine.text_det.infer(photo)[0], atol=1e-4)
+    np.testing.assert_allclose(recognised, engine.text_rec.session(line)[0], atol=1e-4)
+
+
+def test_given_threads_sharing_the_text_networks_then_each_gets_its_own_input_s_output() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Given distinct line inputs, recognised one by one first
+    networks = engines.text_networks()
+    rng = np.random.default_rng(7)
+    lines = [rng.random((1, 3, 48, 256), dtype=np.float32) for _ in range(6)]
+    alone = [networks.recognise(line) for line in lines]
+    # When four threads recognise them at once, each keeping its outputs
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(networks.recognise, lines))
+    # Then every output is its own input's, untouched by the calls after it
+    for mine, expected in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(mine, expected)

@@ -29,6 +29,7 @@ A number is then checked against the text around it and read again:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,17 @@ MIN_TORSO_FACE_CONFIDENCE = 80.0
 EDGE_MARGIN_PX = 2.0
 MIN_RECOGNITION_SCORE = 0.5
 RECOGNIZER_HEIGHT_PX = 48
+# Lines narrower than this are padded to it. PP-OCR pads every line to 320 px (its training
+# width); the recogniser's cost grows with the width (ONNX Runtime, one thread: 68 ms at 320,
+# 53 at 256), and a bib's number, even six digits with its box's margins, is narrower than
+# 256 px. At 256 RBNR set 2's reads were unchanged and set 1 gained a right read and a
+# misread of a 2-digit fragment; less padding changed more (at 192 set 1 lost a right read
+# and gained a misread and an off-bib read; at 160, -2 points of recall; unpadded, -1 to -2.6).
+RECOGNIZER_MIN_WIDTH_PX = 256
+# Wider lines are padded to a multiple of this: OpenVINO runs an input shape it has run
+# before at about half the cost of a new one (engines.text_networks), and 32 px more padding
+# at most changed no read on RBNR sets 1-2. Detection inputs are multiples of 32 already.
+RECOGNIZER_WIDTH_STEP_PX = 32
 SAME_PLACE_OVERLAP = 0.5
 SECOND_LOOK_MARGIN_X = 0.6
 SECOND_LOOK_MARGIN_Y = 0.2
@@ -293,7 +305,7 @@ def _detect_text_boxes(bgr: ImageArray) -> list[list[tuple[float, float]]]:
     tensor = prepare(bgr)
     if tensor is None:
         return []
-    prediction = detector.infer(tensor)[0]
+    prediction = engines.text_networks().detect(tensor)
     boxes, _scores = detector.postprocess_op(prediction, (height, width))
     if len(boxes) == 0:
         return []
@@ -303,18 +315,11 @@ def _detect_text_boxes(bgr: ImageArray) -> list[list[tuple[float, float]]]:
 
 def recognise_lines(line_images: Sequence[ImageArray]) -> list[tuple[str, float]]:
     """CTC-decode each line image: (text, mean probability of the kept characters)."""
-    engine = engines.ocr_engine()
-    recogniser = engine.text_rec
+    recogniser = engines.ocr_engine().text_rec
+    recognise = engines.text_networks().recognise
     characters: list[str] = recogniser.postprocess_op.character
-    results: list[tuple[str, float]] = []
-    base_ratio = recogniser.rec_image_shape[2] / RECOGNIZER_HEIGHT_PX
-    for line in line_images:
-        line_height, line_width = line.shape[:2]
-        ratio = max(base_ratio, line_width / max(1, line_height))
-        tensor = recogniser.resize_norm_img(line, ratio)[np.newaxis].astype(np.float32)
-        probabilities = recogniser.session(tensor)[0][0]
-        results.append(_ctc_decode(probabilities, characters))
-    return results
+    return [_ctc_decode(recognise(_recogniser_input(recogniser, line))[0], characters)
+            for line in line_images]
 
 
 def recognise_digits(line_images: Sequence[ImageArray]) -> list[tuple[str, float]]:
@@ -323,20 +328,28 @@ def recognise_digits(line_images: Sequence[ImageArray]) -> list[tuple[str, float
     Restricting the alphabet stops a digit from being read as a look-alike letter or
     symbol; the weakest digit, not the mean, is what makes a number doubtful.
     """
-    engine = engines.ocr_engine()
-    recogniser = engine.text_rec
+    recogniser = engines.ocr_engine().text_rec
+    recognise = engines.text_networks().recognise
     characters: list[str] = recogniser.postprocess_op.character
     allowed = [0] + [characters.index(digit) for digit in DIGITS]
-    base_ratio = recogniser.rec_image_shape[2] / RECOGNIZER_HEIGHT_PX
     results: list[tuple[str, float]] = []
     for line in line_images:
-        line_height, line_width = line.shape[:2]
-        ratio = max(base_ratio, line_width / max(1, line_height))
-        tensor = recogniser.resize_norm_img(line, ratio)[np.newaxis].astype(np.float32)
-        probabilities = recogniser.session(tensor)[0][0][:, allowed]
+        probabilities = recognise(_recogniser_input(recogniser, line))[0][:, allowed]
         digits, weakest = _ctc_decode(probabilities, ("", *DIGITS), weakest=True)
         results.append((digits, weakest))
     return results
+
+
+def _recogniser_input(recogniser: Any, line: ImageArray) -> NDArray[np.float32]:
+    """The line scaled to the recogniser's height and padded: to ``RECOGNIZER_MIN_WIDTH_PX``
+    when narrower, else to the next multiple of ``RECOGNIZER_WIDTH_STEP_PX``; a batch of one."""
+    line_height, line_width = line.shape[:2]
+    natural = math.ceil(line_width * RECOGNIZER_HEIGHT_PX / max(1, line_height))
+    width = max(RECOGNIZER_MIN_WIDTH_PX, -(-natural // RECOGNIZER_WIDTH_STEP_PX)
+                * RECOGNIZER_WIDTH_STEP_PX)
+    tensor: NDArray[np.float32] = recogniser.resize_norm_img(
+        line, width / RECOGNIZER_HEIGHT_PX)[np.newaxis].astype(np.float32)
+    return tensor
 
 
 def _ctc_decode(probabilities: NDArray[Any], characters: Sequence[str], *,

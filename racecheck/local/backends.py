@@ -84,8 +84,8 @@ def load_models() -> int:
     from racecheck.detectors import engines
 
     _detector()
-    for load in (engines.ocr_engine, engines.age_gender_estimator, engines.landmark_predictor,
-                 engines.nsfw_classifier):
+    for load in (engines.ocr_engine, engines.text_networks, engines.age_gender_estimator,
+                 engines.landmark_predictor, engines.nsfw_classifier):
         load()
     if models_loaded_by is None:
         models_loaded_by = os.getpid()
