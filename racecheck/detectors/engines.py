@@ -76,16 +76,17 @@ def _openvino_network(path: Path) -> Callable[[NDArray[np.float32]], NDArray[np.
         # Full precision everywhere: on CPUs with bf16 units OpenVINO would otherwise
         # compute in bf16, and the reads would differ from machine to machine.
         "INFERENCE_PRECISION_HINT": "f32",
-        # The local runner's workers are separate processes: pinning each one's thread
-        # would put them all on the same core.
+        # The local runner's workers are separate processes, each choosing its cores alone:
+        # with thread binding (CPU_BIND_THREAD, now this setting) two processes "bind to
+        # the same CPU core and [double] inference time" on Linux (Intel support article
+        # 000058227, "OpenVINO inference time increases when running multiple processes").
         "ENABLE_CPU_PINNING": False,
     }
     if threads > 0:
         config["INFERENCE_NUM_THREADS"] = threads
-    # One request, one call at a time: a request keeps the buffers of the largest input it
-    # has run (hundreds of MB for a photo), so one per thread would multiply them; a
-    # worker process calls from one thread anyway, and in-process (--jobs 1) the
-    # request's own threads use the cores.
+    # One request, one call at a time: a request holds its own input and output buffers,
+    # and the detector's are megabytes; a worker process calls from one thread anyway, and
+    # in-process (--jobs 1) the request's own threads use every core.
     request = openvino.Core().compile_model(str(path), "CPU", config).create_infer_request()
     lock = threading.Lock()
 
