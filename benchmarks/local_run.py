@@ -5,8 +5,10 @@ Usage: .venv/bin/python benchmarks/local_run.py [RBNR_DIR] [--sets set1 set2] [-
 
 Prints, for the same photos in the same run, each figure next to the machine's load:
 
-- plain whole-photo RapidOCR (its default pipeline, the same models, one ONNX thread per
-  process) in ``--jobs`` worker processes forked from a fresh interpreter: photos/s;
+- plain whole-photo RapidOCR (its default pipeline, the same models, one inference thread
+  per process) in ``--jobs`` worker processes forked from a fresh interpreter: photos/s, as
+  installed (ONNX Runtime: the issue's baseline) and with its two networks on OpenVINO as
+  ``racecheck run`` runs them (so the ratio can also be read engine for engine);
 - ``racecheck run PHOTOS --jobs N`` run as the CLI itself, in a subprocess: photos/s as
   the CLI prints them (model loading included) and over the whole command (interpreter
   start and the review page too), and their ratio to plain OCR;
@@ -46,6 +48,7 @@ sys.path.insert(0, str(REPOSITORY_ROOT))
 CANNED = REPOSITORY_ROOT / "tests" / "fixtures" / "rekognition"
 RACECHECK = Path(sys.executable).with_name("racecheck")
 SAMPLE_SECONDS = 0.1
+ONNX_RUNTIME, OPENVINO = "onnxruntime", "openvino"
 CLI_SPEED = re.compile(r"Checked (\d+) photo\(s\) in ([\d.]+) s")
 
 
@@ -204,10 +207,16 @@ def run_measured(arguments: Sequence[str], *, env: dict[str, str] | None = None)
 # ------------------------------------------------------------------------- plain whole-photo OCR
 
 
-def _plain_ocr_load() -> None:
+def _plain_ocr_load(engine: str) -> None:
     from racecheck.detectors import engines
 
-    engines.ocr_engine()
+    ocr = engines.ocr_engine()
+    if engine == OPENVINO:
+        # RapidOCR's own pipeline (its batches of recognised lines included), with the two
+        # networks run as `racecheck run` runs them.
+        networks = engines.text_networks()
+        ocr.text_det.infer = lambda tensor: [networks.detect(tensor)]
+        ocr.text_rec.session = lambda tensor: [networks.recognise(tensor)]
 
 
 def _plain_ocr_photo(path: str) -> int:
@@ -217,13 +226,14 @@ def _plain_ocr_photo(path: str) -> int:
     return len(result or [])
 
 
-def plain_ocr_main(list_file: Path, jobs: int) -> None:
+def plain_ocr_main(list_file: Path, jobs: int, engine: str) -> None:
     """Subprocess mode: RapidOCR's own whole-photo pipeline over the photos, ``jobs`` processes."""
     from concurrent.futures import ProcessPoolExecutor
 
     paths = list_file.read_text().splitlines()
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_plain_ocr_load) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_plain_ocr_load,
+                             initargs=(engine,)) as pool:
         lines = sum(pool.map(_plain_ocr_photo, paths))
     print(json.dumps({"photos": len(paths), "seconds": time.perf_counter() - started,
                       "lines": lines}))
@@ -356,9 +366,10 @@ def main() -> None:
     parser.add_argument("--orchestration-only", action="store_true",
                         help="only the orchestration figures (instant canned detector)")
     parser.add_argument("--plain-ocr-worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--plain-ocr-engine", default=ONNX_RUNTIME, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.plain_ocr_worker:
-        plain_ocr_main(arguments.plain_ocr_worker, arguments.jobs)
+        plain_ocr_main(arguments.plain_ocr_worker, arguments.jobs, arguments.plain_ocr_engine)
         return
     if not all((arguments.rbnr / name / "ground_truth.json").is_file() for name in arguments.sets):
         sys.exit(f"RBNR dataset not found at {arguments.rbnr}")
@@ -403,13 +414,20 @@ def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
     list_file = work / "photos.txt"
     list_file.write_text("\n".join(str(folder / key) for key in labels))
     environment = {**os.environ, "RACECHECK_DETECTOR_THREADS": "1"}
-    plain = run_measured([sys.executable, __file__, "--plain-ocr-worker", str(list_file),
-                          "--jobs", str(jobs)], env=environment)
+    plain_runs = {}
+    for engine in (ONNX_RUNTIME, OPENVINO):
+        plain_runs[engine] = run_measured(
+            [sys.executable, __file__, "--plain-ocr-worker", str(list_file), "--jobs", str(jobs),
+             "--plain-ocr-engine", engine], env=environment)
+        rate = photos / plain_runs[engine].seconds
+        print(f"plain whole-photo RapidOCR ({engine}), {jobs} processes: {rate:5.2f} photos/s "
+              f"({plain_runs[engine].seconds:.1f} s, whole command), CPU "
+              f"{plain_runs[engine].cpu_seconds * 1000 / photos:.0f} ms per photo; {load()}")
+        print(f"  {plain_runs[engine].processes.describe(photos)}")
+    plain = plain_runs[ONNX_RUNTIME]
     plain_rate = photos / plain.seconds
-    print(f"plain whole-photo RapidOCR, {jobs} processes: {plain_rate:5.2f} photos/s "
-          f"({plain.seconds:.1f} s, whole command), CPU {plain.cpu_seconds * 1000 / photos:.0f} "
-          f"ms per photo; {load()}")
-    print(f"  {plain.processes.describe(photos)}")
+    same_engine = plain_runs[OPENVINO]
+    same_engine_rate = photos / same_engine.seconds
 
     out_dir = work / "out"
     run = run_measured([str(RACECHECK), "run", str(folder), "--jobs", str(jobs),
@@ -422,7 +440,9 @@ def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
           f"{run.cpu_seconds * 1000 / photos:.0f} ms per photo; {load()}")
     print(f"  {run.processes.describe(photos)}")
     print(f"ratio racecheck run / plain OCR: {run_rate / plain_rate:.2f} in photos/s, "
-          f"{run.cpu_seconds / plain.cpu_seconds:.2f} in CPU time (whole commands)")
+          f"{run.cpu_seconds / plain.cpu_seconds:.2f} in CPU time (whole commands); against "
+          f"plain OCR with the networks on OpenVINO as racecheck runs them: "
+          f"{run_rate / same_engine_rate:.2f} and {run.cpu_seconds / same_engine.cpu_seconds:.2f}")
     verdicts = Counter(json.loads(line)["verdict"] for line in
                        (out_dir / "results.jsonl").read_text().splitlines() if line)
     # An ERROR (a Task that timed out on a loaded machine, say) lowers recall: say so.
@@ -440,6 +460,8 @@ def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
         "plain_ocr_photos_per_second": round(plain_rate, 3),
         "plain_ocr_cpu_ms_per_photo": round(plain.cpu_seconds * 1000 / photos, 1),
         "plain_ocr_peak_rss_mb": plain.processes.per_process_mb(),
+        "plain_ocr_openvino_photos_per_second": round(same_engine_rate, 3),
+        "plain_ocr_openvino_cpu_ms_per_photo": round(same_engine.cpu_seconds * 1000 / photos, 1),
         "run_photos_per_second": round(run_rate, 3),
         "run_photos_per_second_as_printed": round(cli_rate, 3),
         "run_cpu_ms_per_photo": round(run.cpu_seconds * 1000 / photos, 1),
@@ -448,6 +470,7 @@ def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
         "run_peak_total_rss_mb": round(run.processes.peak_total_rss_kb / 1024, 1),
         "run_peak_total_pss_mb": round(run.processes.peak_total_pss_kb / 1024, 1),
         "ratio_run_to_plain": round(run_rate / plain_rate, 3),
+        "ratio_run_to_plain_openvino": round(run_rate / same_engine_rate, 3),
         **orchestration_figures(folder, work, jobs),
         "verdicts": dict(verdicts),
         "accuracy": {group: {name: round(value, 4) if isinstance(value, float) else value
