@@ -92,8 +92,11 @@ def _openvino_network(path: Path) -> Callable[[NDArray[np.float32]], NDArray[np.
 
     def run(tensor: NDArray[np.float32]) -> NDArray[np.float32]:
         with lock:
-            output: NDArray[np.float32] = request.infer([tensor])[0]
-            return output.copy()  # the request's buffer: overwritten by its next call
+            # The input is read in place (the caller's array outlives the call); the output
+            # comes back copied out of the request's buffer (share_outputs=False), so the
+            # next call cannot overwrite it.
+            output: NDArray[np.float32] = request.infer([tensor], share_inputs=True)[0]
+            return output
 
     return run
 
