@@ -40,10 +40,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
+
+if TYPE_CHECKING:
+    from racecheck.local.rekognition import RekognitionBackend
 
 CANNED = REPOSITORY_ROOT / "tests" / "fixtures" / "rekognition"
 RACECHECK = Path(sys.executable).with_name("racecheck")
@@ -308,11 +311,23 @@ def accuracy(results_file: Path, labels: dict[str, dict[str, Any]]) -> dict[str,
     return figures
 
 
-def canned_backend(operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
-    name = {"DetectText": "detect_text_bib_3631", "DetectFaces": "detect_faces_male_29_45",
-            "DetectModerationLabels": "detect_moderation_clean"}[operation]
-    response: dict[str, Any] = json.loads((CANNED / f"{name}.json").read_text())
-    return response
+def canned_detector(*, text: str, faces: str) -> RekognitionBackend:
+    """An instant detector giving every photo the same responses from
+    tests/fixtures/rekognition (``text`` for DetectText, ``faces`` for DetectFaces, a clean
+    moderation answer); the files are read once, each answer is a fresh copy."""
+    names = {"DetectText": text, "DetectFaces": faces,
+             "DetectModerationLabels": "detect_moderation_clean"}
+    responses = {operation: (CANNED / f"{name}.json").read_text()
+                 for operation, name in names.items()}
+
+    def backend(operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = json.loads(responses[operation])
+        return response
+
+    return backend
+
+
+canned_backend = canned_detector(text="detect_text_bib_3631", faces="detect_faces_male_29_45")
 
 
 def _canned_run(folder: Path, in_flight: int) -> tuple[Any, float]:

@@ -21,16 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from local_run import canned_detector
+
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
-CANNED = REPOSITORY_ROOT / "tests" / "fixtures" / "rekognition"
-
-
-def canned(operation: str, image: bytes, params: dict[str, Any]) -> dict[str, Any]:
-    name = {"DetectText": "detect_text_nothing", "DetectFaces": "detect_faces_none",
-            "DetectModerationLabels": "detect_moderation_clean"}[operation]
-    response: dict[str, Any] = json.loads((CANNED / f"{name}.json").read_text())
-    return response
 
 
 def one_size(photos: int, in_flight: int) -> dict[str, Any]:
@@ -52,7 +46,9 @@ def one_size(photos: int, in_flight: int) -> dict[str, Any]:
         folder_mb = sum(path.stat().st_size for path in folder.iterdir()) / 2**20
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         summary = run_photos(inputs=[folder], out_dir=Path(work) / "out",
-                             settings=Settings.from_cdk_json(), backend=canned,
+                             settings=Settings.from_cdk_json(),
+                             backend=canned_detector(text="detect_text_nothing",
+                                                     faces="detect_faces_none"),
                              in_flight=in_flight)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"photos": photos, "folder_mb": round(folder_mb), "verdicts": dict(summary.verdicts),
