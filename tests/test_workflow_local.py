@@ -732,3 +732,33 @@ def test_two_stream_records_written_at_once_get_different_sequence_numbers(
     numbers = [record.to_json()["dynamodb"]["SequenceNumber"] for record in shard.items]
     assert len(numbers) == 2
     assert len(set(numbers)) == 2
+
+
+@pytest.mark.parametrize("attribute_kind", ["S", "L"])
+def test_dynamodb_s_item_size_limit_still_holds_for_items_built_at_once(
+    stack: LocalStack, attribute_kind: str
+) -> None:
+    from botocore.exceptions import ClientError
+
+    def item(name: str, attribute_bytes: int) -> dict[str, Any]:
+        def value(text: str) -> dict[str, Any]:
+            if attribute_kind == "S":
+                return {"S": text}
+            return {"L": [{"S": text[:len(text) // 2]}, {"S": text[len(text) // 2:]}]}
+
+        return {"photo": {"S": f"bucket/{name}.jpg"}, "version": {"S": "v1"},
+                **{f"part{index}": value("x" * attribute_bytes) for index in range(5)}}
+
+    # given two items spread over five attributes: about 410 KB, over DynamoDB's 400 KB
+    # item limit, and about 390 KB, under it
+    too_large, under = item("too-large", 82_000), item("under", 78_000)
+    # when both are written
+    with pytest.raises(ClientError) as refused:
+        stack.dynamodb.put_item(TableName=stack.names.results_table, Item=too_large)
+    stack.dynamodb.put_item(TableName=stack.names.results_table, Item=under)
+    # then the larger one is refused as DynamoDB refuses it, the other is stored whole
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "Item size has exceeded the maximum allowed size" in str(refused.value)
+    stored = stack.dynamodb.get_item(TableName=stack.names.results_table,
+                                     Key={"photo": under["photo"], "version": under["version"]})
+    assert stored["Item"] == under

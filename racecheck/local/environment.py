@@ -735,7 +735,8 @@ def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPro
     if not hasattr(ExecutionWorker, "_get_evaluation_entrypoint"):
         raise LocalSetupError("moto's ExecutionWorker changed: check the moto pin")
     return [*patches, *_json_copies(), _dynamodb_error_names_as_on_aws(),
-            _task_timeouts_scaled(), _stream_sequence_numbers_unique()]
+            _task_timeouts_scaled(), _stream_sequence_numbers_unique(),
+            _item_size_checked_once()]
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -794,6 +795,32 @@ def _stream_sequence_numbers_unique() -> Any:
             original(self, old, new)
 
     return mock.patch.object(StreamShard, "add", add_one_at_a_time)
+
+
+def _item_size_checked_once() -> Any:
+    """moto checks an item's size (DynamoDB's 400 KB limit) as it adds each attribute,
+    summing every attribute already there, nested values included, every time: the
+    quadratic sum was a seventh of the runner's CPU outside the handlers (a verdict item
+    has a dozen attributes, some nested). The item is now built with its attributes but
+    the last, and moto's own check runs once, adding the last: over the whole item, with
+    moto's limit. Sizes are never negative, so the whole item is the largest sum the
+    attribute-by-attribute checks saw: the same items pass, the same fail."""
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+
+    original = Item.__init__
+    if "__setitem__" not in vars(LimitedSizeDict):
+        raise LocalSetupError("moto's item size check moved: check the moto pin")
+
+    def checked_once(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        original(self, hash_key, range_key, {})
+        attributes = [(name, DynamoType(value)) for name, value in attrs.items()]
+        if not attributes:
+            return
+        *first, (last_name, last_value) = attributes
+        dict.update(self.attrs, first)
+        self.attrs[last_name] = last_value
+
+    return mock.patch.object(Item, "__init__", checked_once)
 
 
 def _task_timeouts_scaled() -> Any:
