@@ -750,7 +750,8 @@ def test_dynamodb_s_item_size_limit_still_holds_for_items_built_at_once(
                 **{f"part{index}": value("x" * attribute_bytes) for index in range(5)}}
 
     # given two items spread over five attributes: about 410 KB, over DynamoDB's 400 KB
-    # item limit, and about 390 KB, under it
+    # item limit ("Constraints in Amazon DynamoDB", Developer Guide), and about 390 KB,
+    # under it
     too_large, under = item("too-large", 82_000), item("under", 78_000)
     # when both are written
     with pytest.raises(ClientError) as refused:
