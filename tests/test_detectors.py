@@ -351,3 +351,21 @@ def test_given_threads_sharing_the_text_networks_then_each_gets_its_own_input_s_
     # Then every output is its own input's, untouched by the calls after it
     for mine, expected in zip(together, alone, strict=True):
         np.testing.assert_array_equal(mine, expected)
+
+
+def test_given_more_shapes_than_the_kernel_cache_holds_then_a_shape_run_again_gives_the_same_map(
+) -> None:
+    # Given the text detector compiled with racecheck's bounded kernel cache, and a photo's
+    # input whose probability map is known
+    detect = engines.text_networks().detect
+    generator = np.random.default_rng(7)
+    photo = generator.random((1, 3, 96, 128), dtype=np.float32)
+    first = detect(photo).copy()
+    # When more new shapes than the cache holds run in between (its kernels are evicted)
+    for step in range(engines.RUNTIME_CACHE_ENTRIES + 4):
+        detect(generator.random((1, 3, 64 + 32 * (step % 5), 64 + 32 * (step // 5)),
+                                dtype=np.float32))
+    again = detect(photo)
+    # Then the photo's map is computed again from rebuilt kernels, the same as the first time
+    assert again.shape == first.shape
+    np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-6)

