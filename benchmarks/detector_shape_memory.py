@@ -16,28 +16,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from local_run import _status_kb
+
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
 
 OPENVINO_DEFAULT_ENTRIES = 5000
-WHOLE_PHOTO_SHAPES = [(736, 1088), (1088, 736)]  # landscape and portrait, sides / 32
+LANDSCAPE, PORTRAIT = (736, 1088), (1088, 736)  # whole-photo detector inputs, sides / 32
+PORTRAIT_EVERY = 7  # photos
 
 
-def _resident_mb() -> int:
-    status = Path("/proc/self/status").read_text()
-    return int(status.split("VmRSS:")[1].split()[0]) // 1024
+def _memory_mb() -> dict[str, int]:
+    """This process's resident and peak resident memory."""
+    status = _status_kb(os.getpid(), "VmRSS", "VmHWM")
+    return {name: kb // 1024 for name, kb in status.items()}
 
 
 def one_setting(entries: int, photos: int, crops: int) -> dict[str, Any]:
-    import os
-
     import numpy as np
 
     os.environ["RACECHECK_DETECTOR_THREADS"] = "1"
@@ -45,22 +47,22 @@ def one_setting(entries: int, photos: int, crops: int) -> dict[str, Any]:
 
     engines.RUNTIME_CACHE_ENTRIES = entries
     detect = engines.text_networks().detect
-    loaded = _resident_mb()
+    loaded = _memory_mb()["VmRSS"]
     generator = np.random.default_rng(0)
     shapes: set[tuple[int, int]] = set()
     resident: list[int] = []
     started = time.process_time()
     for photo in range(photos):
-        whole = WHOLE_PHOTO_SHAPES[photo % 7 == 0]  # a few portrait frames
+        whole = PORTRAIT if photo % PORTRAIT_EVERY == 0 else LANDSCAPE
         torsos = [(int(h) * 32, int(w) * 32) for h, w in generator.integers(5, 18, (crops, 2))]
         for height, width in [whole, *torsos]:
             shapes.add((height, width))
             detect(generator.random((1, 3, height, width), dtype=np.float32))
         if (photo + 1) % 25 == 0:
-            resident.append(_resident_mb())
+            resident.append(_memory_mb()["VmRSS"])
     cpu = time.process_time() - started
     return {"entries": entries, "loaded_mb": loaded, "resident_mb_every_25_photos": resident,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            "peak_mb": _memory_mb()["VmHWM"],
             "distinct_shapes": len(shapes), "cpu_ms_per_photo": round(cpu * 1000 / photos)}
 
 

