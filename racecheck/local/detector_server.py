@@ -9,7 +9,7 @@ when it starts, and reports the error with its first call.
 import contextlib
 import signal
 
-from racecheck.local.backends import load_models, prepare_detector_process
+from racecheck.local.backends import load_models, prepare_detector_process, release_loading_garbage
 
 # Ctrl-C is the runner's to handle, from the first moment (the server ignores it too, but
 # only once the preload has finished).
@@ -17,3 +17,4 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)
 prepare_detector_process()
 with contextlib.suppress(Exception):
     load_models()
+release_loading_garbage()

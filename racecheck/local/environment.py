@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import io
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -31,7 +33,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -797,6 +799,40 @@ def _stream_sequence_numbers_unique() -> Any:
     return mock.patch.object(StreamShard, "add", add_one_at_a_time)
 
 
+def _defer_unused_package(parent: ModuleType, name: str) -> None:
+    """Let ``parent.name``'s submodules be imported without running its ``__init__`` until
+    something asks the package itself for an attribute.
+
+    moto's Step Functions interpreter imports ``moto.batch.utils`` for one enum (its Batch
+    task integration), and ``moto/batch/__init__.py`` imports moto's whole EC2 emulation,
+    which loads every region's instance types and the EC2 API model at import: about 60
+    MB for the whole run (``benchmarks/local_run.py``), for a service the ASL never
+    calls. Should something use moto's Batch after all (``moto.backends.get_backend``
+    reads ``batch_backends`` from the package), the first attribute asked for runs the
+    ``__init__`` then.
+    """
+    full_name = f"{parent.__name__}.{name}"
+    if full_name in sys.modules:
+        return
+    spec = importlib.util.find_spec(full_name)
+    loader = spec.loader if spec is not None else None
+    if spec is None or loader is None or spec.submodule_search_locations is None:
+        raise LocalSetupError(f"{full_name} is no longer a package: check the moto pin")
+    package = importlib.util.module_from_spec(spec)
+    lock = threading.Lock()
+
+    def load_on_first_use(attribute: str) -> Any:
+        with lock:
+            if vars(package).get("__getattr__") is load_on_first_use:
+                del package.__getattr__
+                loader.exec_module(package)
+        return getattr(package, attribute)
+
+    package.__getattr__ = load_on_first_use  # type: ignore[method-assign]
+    sys.modules[full_name] = package
+    setattr(parent, name, package)
+
+
 def _item_size_checked_once() -> Any:
     """moto checks an item's size against DynamoDB's limit ("The maximum item size in
     DynamoDB is 400 KB", DynamoDB Developer Guide, "Constraints in Amazon DynamoDB") as
@@ -1035,6 +1071,9 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
     --local`` command."""
     try:
         import boto3
+        import moto
+
+        _defer_unused_package(moto, "batch")
         from moto import mock_aws
         from moto.awslambda_simple.models import LambdaSimpleBackend
     except ImportError as error:
