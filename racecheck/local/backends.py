@@ -120,8 +120,8 @@ MALLOC_ARENAS_IN_PROCESS = 2
 def cap_malloc_arenas() -> bool:
     """With one job the detectors run in the runner's process, called from its many
     threads (one per state moto runs). glibc gives threads that contend their own malloc
-    arena, up to 8 per core (glibc manual, "Memory Allocation Tunables",
-    glibc.malloc.arena_max), and each arena keeps what is freed in it: the detectors'
+    arena, up to eight per online CPU on 64-bit systems (mallopt(3), M_ARENA_MAX), and
+    each arena keeps what is freed in it: the detectors'
     buffers, allocated from one thread then another, stayed once per arena. Each network
     runs one call at a time anyway (its lock), so more than two arenas buy little
     concurrency: set 1 with --jobs 1 peaked at 894 MB (sum of PSS) instead of 1,193, in
