@@ -121,12 +121,12 @@ def cap_malloc_arenas() -> bool:
     """With one job the detectors run in the runner's process, called from its many
     threads (one per state moto runs). glibc gives threads that contend their own malloc
     arena, up to eight per online CPU on 64-bit systems (mallopt(3), M_ARENA_MAX), and
-    each arena keeps what is freed in it: the detectors'
-    buffers, allocated from one thread then another, stayed once per arena. Each network
-    runs one call at a time anyway (its lock), so more than two arenas buy little
-    concurrency: set 1 with --jobs 1 peaked at 894 MB (sum of PSS) instead of 1,193, in
-    about the same time (MALLOC_ARENA_MAX=2 against none, one run each). Must run before
-    the threads start; False where the C library is not glibc."""
+    each arena keeps what is freed in it: the detectors' buffers, allocated from one
+    thread then another, stayed once per arena. Each network runs one call at a time
+    anyway (its lock), so more than two arenas buy little concurrency: set 1 with --jobs 1
+    peaked at 860 MB (sum of PSS) instead of 1,159, with the same CPU (one run each).
+    Must run before the threads start (the limit only stops new arenas); False where the
+    C library is not glibc."""
     try:
         return bool(ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS_IN_PROCESS))
     except (OSError, AttributeError):
