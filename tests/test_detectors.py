@@ -402,3 +402,25 @@ def test_given_one_job_then_glibc_accepts_the_cap_on_malloc_arenas() -> None:
     # When the detectors are to run in the runner's threads (one job), Then glibc takes
     # the M_ARENA_MAX setting (mallopt returns 0 for a parameter it does not know)
     assert cap_malloc_arenas() is True
+
+
+def test_given_one_job_then_the_backend_caps_malloc_arenas_and_with_workers_it_does_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from racecheck.local import backends
+
+    # Given a record of the cap being set, and workers that are not really started
+    capped: list[bool] = []
+
+    def record_cap() -> bool:
+        capped.append(True)
+        return True
+
+    monkeypatch.setattr(backends, "cap_malloc_arenas", record_cap)
+    monkeypatch.setattr(backends.LocalDetectorBackend, "_start",
+                        staticmethod(lambda index: None))
+    # When a backend with two workers is made, Then the runner's malloc is left alone
+    backends.LocalDetectorBackend(jobs=2)
+    assert capped == []
+    # When the detectors are to run in the runner's own threads, Then the arenas are capped
+    backends.LocalDetectorBackend(jobs=1)
+    assert capped == [True]
