@@ -26,6 +26,7 @@ Prints, for the same photos in the same run, each figure next to the machine's l
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -213,7 +214,7 @@ def run_measured(arguments: Sequence[str], *, env: dict[str, str] | None = None)
 def _plain_ocr_load(engine: str) -> None:
     from racecheck.detectors import engines
 
-    ocr = engines.ocr_engine()
+    ocr = plain_ocr()
     if engine == OPENVINO:
         # RapidOCR's own pipeline (its batches of recognised lines included), with the two
         # networks run as `racecheck run` runs them.
@@ -222,10 +223,15 @@ def _plain_ocr_load(engine: str) -> None:
         ocr.text_rec.session = lambda tensor: [networks.recognise(tensor)]
 
 
-def _plain_ocr_photo(path: str) -> int:
+@functools.cache
+def plain_ocr() -> Any:
     from racecheck.detectors import engines
 
-    result, _elapsed = engines.ocr_engine()(path)
+    return engines.rapid_ocr()
+
+
+def _plain_ocr_photo(path: str) -> int:
+    result, _elapsed = plain_ocr()(path)
     return len(result or [])
 
 

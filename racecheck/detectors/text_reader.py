@@ -282,7 +282,7 @@ def _read_region(image: ImageArray, region: tuple[int, int, int, int], scale: fl
     boxes = [box for box in _detect_text_boxes(bgr) if not touches_cut(box)]
     if not boxes:
         return []
-    engine = engines.ocr_engine()
+    engine = engines.ocr_steps()
     line_images = engine.get_crop_img_list(bgr, [np.array(box, dtype=np.float32)
                                                  for box in boxes])
     recognised = recognise_lines(line_images)
@@ -298,7 +298,7 @@ def _read_region(image: ImageArray, region: tuple[int, int, int, int], scale: fl
 def _detect_text_boxes(bgr: ImageArray) -> list[list[tuple[float, float]]]:
     from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
 
-    detector = engines.ocr_engine().text_det
+    detector = engines.ocr_steps().text_det
     height, width = bgr.shape[:2]
     # The detector needs sides in multiples of 32; keep the size we already chose.
     prepare = DetPreProcess(max(height, width), "max", detector.mean, detector.std)
@@ -315,7 +315,7 @@ def _detect_text_boxes(bgr: ImageArray) -> list[list[tuple[float, float]]]:
 
 def recognise_lines(line_images: Sequence[ImageArray]) -> list[tuple[str, float]]:
     """CTC-decode each line image: (text, mean probability of the kept characters)."""
-    recogniser = engines.ocr_engine().text_rec
+    recogniser = engines.ocr_steps().text_rec
     recognise = engines.text_networks().recognise
     characters: list[str] = recogniser.postprocess_op.character
     return [_ctc_decode(recognise(_recogniser_input(recogniser, line))[0], characters)
@@ -328,7 +328,7 @@ def recognise_digits(line_images: Sequence[ImageArray]) -> list[tuple[str, float
     Restricting the alphabet stops a digit from being read as a look-alike letter or
     symbol; the weakest digit, not the mean, is what makes a number doubtful.
     """
-    recogniser = engines.ocr_engine().text_rec
+    recogniser = engines.ocr_steps().text_rec
     recognise = engines.text_networks().recognise
     characters: list[str] = recogniser.postprocess_op.character
     allowed = [0] + [characters.index(digit) for digit in DIGITS]

@@ -738,7 +738,7 @@ def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPro
         raise LocalSetupError("moto's ExecutionWorker changed: check the moto pin")
     return [*patches, *_json_copies(), _dynamodb_error_names_as_on_aws(),
             _task_timeouts_scaled(), _stream_sequence_numbers_unique(),
-            _item_size_checked_once()]
+            _item_size_checked_once(), _attribute_values_copied_once()]
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -861,6 +861,39 @@ def _item_size_checked_once() -> Any:
         self.attrs[last_name] = last_value
 
     return mock.patch.object(Item, "__init__", checked_once)
+
+
+def _attribute_values_copied_once() -> Any:
+    """moto turns a stored item back into DynamoDB JSON (``DynamoType.to_regular_json``)
+    for every answer that carries it, the PutItem it has just stored included, by deep-
+    copying each map or list value and then doing the same again for each value inside
+    it: a value at depth d was copied d times, and a verdict's evidence is nested four
+    deep. Here each value is rebuilt once, as fresh dicts and lists, with what is not a
+    DynamoType deep-copied as before and binary values decoded as before: the same JSON,
+    no structure shared with the stored item."""
+    import base64
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if not callable(getattr(DynamoType, "to_regular_json", None)):
+        raise LocalSetupError("moto's DynamoType changed: check the moto pin")
+
+    def copied(value: Any) -> Any:
+        return value.to_regular_json() if isinstance(value, DynamoType) else copy.deepcopy(value)
+
+    def copied_once(self: Any) -> dict[str, Any]:
+        value = self.value
+        if isinstance(value, dict):
+            value = {key: copied(nested) for key, nested in value.items()}
+        elif isinstance(value, list):
+            value = [copied(nested) for nested in value]
+        else:
+            value = copy.deepcopy(value)
+        if self.is_binary() and isinstance(value, str):
+            value = base64.b64decode(value)
+        return {self.type: value}
+
+    return mock.patch.object(DynamoType, "to_regular_json", copied_once)
 
 
 def _task_timeouts_scaled() -> Any:
