@@ -22,12 +22,15 @@ from racecheck.core.settings import Settings
 from racecheck.core.timing import Checkpoint, RaceTiming
 from racecheck.core.timing_store import import_timing
 from racecheck.local.environment import (
+    ACCOUNT,
     ASL_PATH,
     CONSUMER,
     LOCAL_TASK_TIMEOUT_SCALE,
+    REGION,
     Delivery,
     LocalStack,
     local_stack,
+    state_data_copy,
 )
 from racecheck.local.rekognition import RekognitionError
 from tests.conftest import camera_exif, load_fixture, make_jpeg
@@ -650,6 +653,8 @@ def test_a_mass_start_photo_keeps_every_state_well_under_256_kb(settings: Settin
     largest = max(sizes.values())
     print(f"largest state payload: {largest} bytes ({max(sizes, key=sizes.__getitem__)})")
     assert largest < 262_144 * 0.6, sizes
+    # (measured: the history kept each state's data, 100 faces and 80 bibs' worth)
+    assert largest > 262_144 * 0.2, sizes
 
 
 def test_photos_off_the_chip_make_a_suspect_on_timing_evidence(
@@ -834,3 +839,127 @@ def test_a_stored_item_reads_back_as_moto_itself_would_answer_it(
     # then it reads back whole, and the stack's conversion gives exactly moto's own
     assert stored["Item"] == item
     assert converted == {name: moto_s_own(value) for name, value in built.attrs.items()}
+
+
+def test_the_interpreter_s_state_copies_are_whole_and_independent() -> None:
+    # given state data as the interpreter holds it, with a nested finding, a shared
+    # sub-tree, and a value pickle cannot take (a local function)
+    box = {"Left": 0.25, "Top": 0.5}
+    state = {"text": {"TextDetections": [{"DetectedText": "3631", "Confidence": 99.5,
+                                          "Geometry": {"BoundingBox": box}}]},
+             "same_box": box, "flags": [True, None, 7, "é"]}
+    def local_function() -> None:
+        return None
+
+    with_function = {"state": state, "function": local_function}
+
+    # when they are copied as the local stack copies them
+    copied = state_data_copy(state)
+    copied_with_function = state_data_copy(with_function)
+
+    # then the copies are equal, share no container with the original, keep what was
+    # shared shared, and what pickle refuses is copied as deepcopy copies it
+    assert copied == state
+    assert copied["text"] is not state["text"]
+    assert copied["text"]["TextDetections"][0]["Geometry"]["BoundingBox"] is not box
+    assert copied["same_box"] is copied["text"]["TextDetections"][0]["Geometry"]["BoundingBox"]
+    copied["flags"].append("changed")
+    assert state["flags"] == [True, None, 7, "é"]
+    assert copied_with_function["state"] == state
+    assert copied_with_function["state"] is not state
+    assert copied_with_function["function"] is local_function  # deepcopy keeps functions
+
+
+def test_a_message_past_the_queue_s_retention_period_is_not_received(
+        settings: Settings, rekognition: ScriptedRekognition) -> None:
+    from moto.sqs.models import SQSBackend, sqs_backends
+
+    moto_s_own = SQSBackend.is_message_valid_based_on_retention_period
+    with local_stack(settings=settings, backend=rekognition) as stack:
+        backend = sqs_backends[ACCOUNT][REGION]
+        queue = backend.get_queue(stack.names.photo_queue)
+        # given two queued messages, one sent longer ago than the queue keeps messages
+        stack.sqs.send_message(QueueUrl=stack.photo_queue_url, MessageBody="fresh")
+        stack.sqs.send_message(QueueUrl=stack.photo_queue_url, MessageBody="expired")
+        messages: list[Any] = list(queue._messages)
+        fresh, expired = messages
+        retention_seconds = int(queue.attributes["MessageRetentionPeriod"])
+        expired.sent_timestamp -= (retention_seconds + 60) * 1000
+        # when the stack's check and moto's own judge them, and the queue is read
+        judged = [(SQSBackend.is_message_valid_based_on_retention_period(
+                       backend, queue.name, message),
+                   moto_s_own(backend, queue.name, message)) for message in (fresh, expired)]
+        received = stack.sqs.receive_message(QueueUrl=stack.photo_queue_url,
+                                             MaxNumberOfMessages=10)
+    # then both judge alike, and only the fresh message is received
+    assert judged == [(True, True), (False, False)]
+    assert [message["Body"] for message in received["Messages"]] == ["fresh"]
+
+
+def test_an_express_execution_s_history_names_each_state_without_its_data(
+        stack: LocalStack, rekognition: ScriptedRekognition) -> None:
+    from unittest import mock
+
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+
+    # given a registered runner's photo (an Express execution's history cannot be read
+    # through the API, on AWS or moto: the events are seen as the interpreter adds them)
+    register(stack, "3631,M,18-39,Ana")
+    rekognition.script("history.jpg", **CLEAN_MALE)
+    event = stack.put_photo("history.jpg", make_jpeg())
+    # when the state machine checks it
+    with mock.patch.object(EventManager, "add_event", autospec=True,
+                           side_effect=EventManager.add_event) as add_event:
+        execution = stack.start_sync(event)
+    details = [call.kwargs.get("event_details") or {} for call in add_event.call_args_list]
+    # then it recorded its verdict, and each state it went through was entered and exited,
+    # in order, with no copy of the state's data in those events
+    assert execution["status"] == "SUCCEEDED"
+    entered = [d["stateEnteredEventDetails"] for d in details if "stateEnteredEventDetails" in d]
+    exited = [d["stateExitedEventDetails"] for d in details if "stateExitedEventDetails" in d]
+    path = ["CheckImage", "LookupPreviousResult", "WasCheckedBefore", "IsImageAcceptable",
+            "Moderate", "IsContentAcceptable", "ReadBibs", "AnyBibFound", "AnalyzeFaces",
+            "Decide", "RecordResult", "Checked"]
+    assert [entry["name"] for entry in entered] == path
+    assert [entry["name"] for entry in exited] == path
+    assert not any("input" in entry for entry in entered)
+    assert not any("output" in entry for entry in exited)
+    assert stack.result_item(key="history.jpg",
+                             version=event["detail"]["object"]["version-id"]) is not None
+
+
+def test_the_interpreter_s_dynamodb_calls_answer_as_moto_answers_them_over_http(
+        stack: LocalStack) -> None:
+    from unittest import mock
+
+    from botocore.exceptions import ClientError
+    from moto.core.botocore_stubber import BotocoreStubber
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_dynamodb,
+    )
+
+    # given the client the interpreter's DynamoDB Tasks use, and a result to record
+    interpreter_client = state_task_service_dynamodb.boto_client_for(
+        region=REGION, service="dynamodb")
+    table = stack.names.results_table
+    item = {"photo": {"S": "bucket/x.jpg"}, "version": {"S": "v1"},
+            "verdict": {"S": "PASS"}, "evidence": {"M": {"bibs": {"L": [{"N": "3631"}]}}}}
+    key = {"photo": item["photo"], "version": item["version"]}
+    # when it records the result twice with RecordResult's condition, and reads it back,
+    # with moto's HTTP stubber refusing any request
+    with mock.patch.object(BotocoreStubber, "process_request",
+                           side_effect=AssertionError("went through HTTP")):
+        interpreter_client.put_item(TableName=table, Item=item,
+                                    ConditionExpression="attribute_not_exists(photo)")
+        with pytest.raises(ClientError) as repeated:
+            interpreter_client.put_item(TableName=table, Item=item,
+                                        ConditionExpression="attribute_not_exists(photo)")
+        read = interpreter_client.get_item(TableName=table, Key=key)
+        missing = interpreter_client.get_item(TableName=table,
+                                              Key={**key, "version": {"S": "v2"}})
+    # then it answered in-process as moto over HTTP answers the stack's own client
+    assert repeated.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert repeated.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    over_http = stack.dynamodb.get_item(TableName=table, Key=key)
+    assert read["Item"] == over_http["Item"] == item
+    assert "Item" not in missing

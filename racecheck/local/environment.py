@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import sys
 import threading
 import time
@@ -671,6 +672,49 @@ def object_created_event(*, bucket: str, key: str, size: int, version: str, etag
     }
 
 
+class ServiceTaskRequests:
+    """DynamoDB's API for the interpreter's client, handed to moto without the HTTP round trip.
+
+    A ``before-call`` hook on the one DynamoDB client moto's interpreter uses for the
+    service-integration Tasks (LookupPreviousResult's GetItem, RecordResult's PutItem):
+    botocore has validated and serialised the request by then. The request goes to moto's
+    DynamoDB handler as moto's own stubber hands it over, without the signing, the
+    sending and the match of its URL against every service's patterns, and the answer is
+    parsed as botocore parses an HTTP response, errors included: a status of 300 or more
+    makes botocore raise the modelled error (ConditionalCheckFailedException...), as it
+    does for a response it received.
+    """
+
+    unique_id = "racecheck-local-service-task-requests"
+    endpoint = f"https://dynamodb.{REGION}.amazonaws.com"
+
+    def __init__(self) -> None:
+        from botocore.parsers import create_parser
+        from moto.dynamodb.responses import DynamoHandler
+
+        self._dispatch = DynamoHandler.dispatch
+        self._parser = create_parser("json")
+
+    def _answer(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict]:
+        from botocore.awsrequest import AWSResponse
+        from moto.core.request import Request
+
+        url = self.endpoint + params["url_path"]
+        request = Request.from_primitives(params["method"], url, params["headers"],
+                                          params["body"])
+        status, headers, body = self._dispatch(request, request.raw_url, request.headers)
+        raw = body.encode() if isinstance(body, str) else body
+        response_headers = {name.lower(): str(value) for name, value in headers.items()}
+        parsed = self._parser.parse(
+            {"status_code": status, "headers": response_headers, "body": raw},
+            model.output_shape)
+        return AWSResponse(url, status, response_headers, None), parsed
+
+    def install(self, client: Any) -> None:
+        client.meta.events.register_first("before-call.dynamodb.*", self._answer,
+                                          unique_id=self.unique_id)
+
+
 class ParsedPrograms:
     """Each state machine definition parsed once (with moto's ANTLR parser)."""
 
@@ -687,8 +731,8 @@ class ParsedPrograms:
             return self._programs[definition]
 
 
-def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPrograms
-                          ) -> list[Any]:
+def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPrograms,
+                          history: HistoryOptions) -> list[Any]:
     """Patches that keep moto's interpreter from redoing work in every execution.
 
     moto parses the ASL (with an ANTLR parser) at the start of every execution and builds a
@@ -718,6 +762,8 @@ def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPro
                 client = build_client(region=region, service=service)
                 if service == "lambda":
                     task_invocations.install(client)
+                elif service == "dynamodb":
+                    ServiceTaskRequests().install(client)
                 clients[(region, service)] = client
             return clients[(region, service)]
 
@@ -736,31 +782,34 @@ def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPro
                                          functools.lru_cache(maxsize=1024)(module.parse)))
     if not hasattr(ExecutionWorker, "_get_evaluation_entrypoint"):
         raise LocalSetupError("moto's ExecutionWorker changed: check the moto pin")
-    return [*patches, *_json_copies(), _dynamodb_error_names_as_on_aws(),
+    return [*patches, *_state_data_copies(), _dynamodb_error_names_as_on_aws(),
             _task_timeouts_scaled(), _stream_sequence_numbers_unique(),
-            _item_size_checked_once(), _attribute_values_copied_once()]
+            _item_size_checked_once(), _attribute_values_copied_once(),
+            _retention_read_from_the_queue(), *_express_history_without_state_data(history)]
 
 
-_JSON_SCALARS = (str, int, float, bool, type(None))
+_IMMUTABLE_SCALARS = (str, int, float, bool, type(None))
 
 
-def json_tree_copy(value: Any, memo: Any = None) -> Any:
-    """``copy.deepcopy`` for JSON data, several times faster: dicts and lists are rebuilt,
-    scalars shared (they are immutable); anything else is deep-copied as before."""
-    kind = type(value)
-    if kind is dict:
-        return {key: json_tree_copy(item) for key, item in value.items()}
-    if kind is list:
-        return [json_tree_copy(item) for item in value]
-    if kind in _JSON_SCALARS:
+def state_data_copy(value: Any, memo: Any = None) -> Any:
+    """``copy.deepcopy`` for the interpreter's state data, about six times faster on a
+    photo's findings: a pickle round trip, which rebuilds the tree in C (deepcopy walks it
+    in Python, keeping a memo of every object). It makes the same independent copy of
+    dicts, lists and scalars, and of other objects as their ``__reduce_ex__`` says, which
+    is what deepcopy uses too; what pickle cannot take (a function, a lock) is deep-copied
+    as before. Scalars are immutable: returned as they are."""
+    if type(value) in _IMMUTABLE_SCALARS:
         return value
-    return copy.deepcopy(value, memo)
+    try:
+        return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return copy.deepcopy(value, memo)
 
 
-def _json_copies() -> list[Any]:
-    """moto's interpreter deep-copies the state's data (JSON) at every step, and
-    ``copy.deepcopy``'s generality (a memo of every object, reductions) made those copies
-    a tenth of the runner's CPU; the copies stay, made by ``json_tree_copy``."""
+def _state_data_copies() -> list[Any]:
+    """moto's interpreter deep-copies the state's data at every step (InputPath,
+    ResultPath, each history event), and those copies were the largest single cost of the
+    orchestration; the copies stay, made by ``state_data_copy``."""
     import importlib
 
     patches = []
@@ -769,7 +818,7 @@ def _json_copies() -> list[Any]:
         if getattr(module, "copy", None) is not copy:
             raise LocalSetupError(f"{module_name} no longer copies with copy: check the moto pin")
         patches.append(mock.patch.object(
-            module, "copy", SimpleNamespace(deepcopy=json_tree_copy, copy=copy.copy)))
+            module, "copy", SimpleNamespace(deepcopy=state_data_copy, copy=copy.copy)))
     return patches
 
 
@@ -896,6 +945,75 @@ def _attribute_values_copied_once() -> Any:
     return mock.patch.object(DynamoType, "to_regular_json", copied_once)
 
 
+def _retention_read_from_the_queue() -> Any:
+    """moto's ReceiveMessage checks each message it hands out against the queue's
+    retention period, which it asks for through GetQueueAttributes: that computes every
+    attribute, the message counts included (each walks the queue, reading the clock per
+    message), three times over, about 2 ms a receive. The period is read from the queue
+    itself; the rule is moto's: a message is kept while its sent time plus the period is
+    still ahead."""
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    if not callable(getattr(SQSBackend, "is_message_valid_based_on_retention_period", None)):
+        raise LocalSetupError("moto's SQS backend changed: check the moto pin")
+
+    def within_retention(self: Any, queue_name: str, message: Any) -> bool:
+        retention_seconds = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention_seconds + message.sent_timestamp / 1000 > unix_time())
+
+    return mock.patch.object(SQSBackend, "is_message_valid_based_on_retention_period",
+                             within_retention)
+
+
+@dataclass
+class HistoryOptions:
+    """What the interpreter writes into an execution's history events."""
+
+    # Each state's input and output in its StateEntered and StateExited events (tests that
+    # inspect them switch this on through ``SyncExecutions.keep_history``).
+    state_data: bool = False
+
+
+def _express_history_without_state_data(options: HistoryOptions) -> list[Any]:
+    """StateEntered and StateExited history events without the state's data, unless asked.
+
+    moto writes each state's input and output into these events as JSON, copying the
+    state's data for each: two copies and two JSON encodings per state. An Express
+    execution keeps no history to read ("This API action is not supported by EXPRESS
+    state machines", Step Functions API Reference, GetExecutionHistory; moto answers
+    likewise) and the local stack runs one state machine, created EXPRESS. The events
+    stay, named, without the data, as a log that does not include execution data has them;
+    the variables a state assigned are still recorded, and their tracing reset, as moto
+    does.
+    """
+    from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
+
+    with_data = {name: getattr(CommonStateField, name, None) for name in (
+        "_get_state_entered_event_details", "_get_state_exited_event_details")}
+    if not all(callable(method) for method in with_data.values()):
+        raise LocalSetupError("moto's CommonStateField changed: check the moto pin")
+
+    def entered(self: Any, env: Any) -> Any:
+        if options.state_data:
+            return with_data["_get_state_entered_event_details"](self, env)  # type: ignore[misc]
+        return {"name": self.name, "inputDetails": {"truncated": False}}
+
+    def exited(self: Any, env: Any) -> Any:
+        if options.state_data:
+            return with_data["_get_state_exited_event_details"](self, env)  # type: ignore[misc]
+        details: dict[str, Any] = {"name": self.name, "outputDetails": {"truncated": False}}
+        assigned_variables = env.variable_store.get_assigned_variables()
+        env.variable_store.reset_tracing()
+        if assigned_variables:
+            details["assignedVariables"] = assigned_variables
+            details["assignedVariablesDetails"] = {"truncated": False}
+        return details
+
+    return [mock.patch.object(CommonStateField, "_get_state_entered_event_details", entered),
+            mock.patch.object(CommonStateField, "_get_state_exited_event_details", exited)]
+
+
 def _task_timeouts_scaled() -> Any:
     from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
 
@@ -960,16 +1078,25 @@ class SyncExecutions:
     the consumer's request is validated against the real API model first.
     """
 
-    def __init__(self, on_finished: Callable[[float], None]) -> None:
+    def __init__(self, on_finished: Callable[[float], None], history: HistoryOptions) -> None:
         from moto.stepfunctions.parser.backend.execution import SyncExecution
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
         self._execution_type = SyncExecution
         self._backend = stepfunctions_parser_backends[ACCOUNT][REGION]
         self._on_finished = on_finished
-        # Tests switch this on to inspect every state's input and output.
-        self.keep_history = False
+        self._history = history
         self.histories: list[list[dict[str, Any]]] = []
+
+    @property
+    def keep_history(self) -> bool:
+        """Whether each execution's history, every state's input and output included, is
+        kept in ``histories`` (tests switch it on to inspect them)."""
+        return self._history.state_data
+
+    @keep_history.setter
+    def keep_history(self, keep: bool) -> None:
+        self._history.state_data = keep
 
     def run(self, *, state_machine_arn: str, name: str, execution_input: str) -> dict[str, Any]:
         state_machine: Any = self._backend.describe_state_machine(state_machine_arn)
@@ -1157,7 +1284,8 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
         handler_clock = HandlerClock()
         invoker = _in_process_invoker(task_handlers, handler_clock)
         programs = ParsedPrograms()
-        for speedup in _interpreter_speedups(TaskInvocations(invoker), programs):
+        history = HistoryOptions()
+        for speedup in _interpreter_speedups(TaskInvocations(invoker), programs, history):
             stack.enter_context(speedup)
         # Any other Lambda client (a test's own) still reaches the handlers through moto.
         stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoker))
@@ -1217,7 +1345,8 @@ def local_stack(*, settings: Settings, backend: RekognitionBackend,
             photo_queue_url=resources.photo_queue_url,
             dead_letter_queue_url=resources.dead_letter_queue_url, hook=hook,
             handler_clock=handler_clock, handlers=pipeline_handlers, throughput=throughput)
-        sync_executions = SyncExecutions(on_finished=local.add_execution_seconds)
+        sync_executions = SyncExecutions(on_finished=local.add_execution_seconds,
+                                         history=history)
         local.sync_executions = sync_executions
         for client in (shared.stepfunctions(), clients["stepfunctions"]):
             sync_executions.install(client)
