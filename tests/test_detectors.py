@@ -404,6 +404,32 @@ def test_given_one_job_then_glibc_accepts_the_cap_on_malloc_arenas() -> None:
     assert cap_malloc_arenas() is True
 
 
+def test_given_workers_still_starting_then_the_backend_is_made_at_once_and_closed_after_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from racecheck.local import backends
+
+    # Given workers whose start (the fork server loading the models) lasts until the
+    # backend has been made
+    made = threading.Event()
+    seen_by_start: list[str] = []
+
+    def slow_start(workers: Any) -> None:
+        made.wait(timeout=30)
+        seen_by_start.append("backend made" if made.is_set() else "backend still being made")
+
+    monkeypatch.setattr(backends.LocalDetectorBackend, "_load_models_in",
+                        staticmethod(slow_start))
+    # When the backend is made, and closed
+    backend = backends.LocalDetectorBackend(jobs=2)
+    made.set()
+    backend.close()
+    # Then making it did not wait for the start, and closing it did
+    assert seen_by_start == ["backend made"]
+    assert not backend._starting.is_alive()
+
+
 def test_given_one_job_then_the_backend_caps_malloc_arenas_and_with_workers_it_does_not(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from racecheck.local import backends
@@ -416,8 +442,8 @@ def test_given_one_job_then_the_backend_caps_malloc_arenas_and_with_workers_it_d
         return True
 
     monkeypatch.setattr(backends, "cap_malloc_arenas", record_cap)
-    monkeypatch.setattr(backends.LocalDetectorBackend, "_start",
-                        staticmethod(lambda index: None))
+    monkeypatch.setattr(backends.LocalDetectorBackend, "_load_models_in",
+                        staticmethod(lambda workers: None))
     # When a backend with two workers is made, Then the runner's malloc is left alone
     backends.LocalDetectorBackend(jobs=2)
     assert capped == []

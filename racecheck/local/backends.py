@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_all_start_methods, get_context
@@ -209,17 +209,25 @@ class LocalDetectorBackend:
         self._lock = threading.Lock()
         self._pending = [0] * self.jobs
         self._worker_of_photo: OrderedDict[bytes, int] = OrderedDict()
-        self._workers = ([self._start(index) for index in range(self.jobs)]
-                         if self.jobs > 1 else [])
+        self._workers = [self._new_worker() for _ in range(self.jobs)] if self.jobs > 1 else []
+        # A worker's start waits for the fork server to load the models (2-4 s of one
+        # core): a thread waits for it while the caller sets up the emulated stack, work
+        # that would otherwise wait too. A call made meanwhile just queues on its worker.
+        self._starting = threading.Thread(target=self._load_models_in, args=(self._workers,),
+                                          name="detector-workers-start", daemon=True)
+        self._starting.start()
 
     @staticmethod
-    def _start(index: int) -> ProcessPoolExecutor:
-        worker = ProcessPoolExecutor(max_workers=1, mp_context=_worker_context(),
-                                     initializer=_start_worker)
+    def _new_worker() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=_worker_context(),
+                                   initializer=_start_worker)
+
+    @staticmethod
+    def _load_models_in(workers: Sequence[ProcessPoolExecutor]) -> None:
         # Loaded already in the server; should that have failed, the worker loads them (and
-        # reports the error with its first call) while the caller sets up the rest.
-        worker.submit(load_models)
-        return worker
+        # reports the error with its first call).
+        for worker in workers:
+            worker.submit(load_models)
 
     def _worker_for(self, image: bytes) -> int:
         photo = hashlib.sha256(image).digest()
@@ -244,13 +252,15 @@ class LocalDetectorBackend:
         except BrokenProcessPool:
             with self._lock:
                 if self._workers[index] is worker:
-                    self._workers[index] = self._start(index)
+                    self._workers[index] = self._new_worker()
+                    self._load_models_in([self._workers[index]])
             raise
         finally:
             with self._lock:
                 self._pending[index] -= 1
 
     def close(self) -> None:
+        self._starting.join()
         for worker in self._workers:
             worker.shutdown(wait=True, cancel_futures=True)
 
