@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, cast
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -34,13 +36,42 @@ _REKOGNITION_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1},
 _SYNC_EXECUTION_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1},
                                 connect_timeout=5, read_timeout=310)
 
+T = TypeVar("T")
+_CREATING = threading.RLock()
+_UNSET: Any = object()
 
-@functools.cache
+
+class _CreatedOnce(Generic[T]):
+    """``functools.cache`` for a factory of no argument, whose value is made once even when
+    threads ask for it first at the same moment (the local runner's pollers do): boto3's
+    default session must not create clients in parallel ("Sessions are not thread safe and
+    client creation shouldn't be done in parallel using the same session", botocore's
+    maintainers in boto/botocore#2985), and an S3 client costs about 150 ms of CPU to make.
+    On Lambda one invocation at a time runs in an environment, so the lock is never held
+    by another."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._value = _UNSET
+        functools.update_wrapper(self, factory)
+
+    def __call__(self) -> T:
+        with _CREATING:  # re-entrant: quota_limiter() asks for dynamodb() and throughput()
+            if self._value is _UNSET:
+                self._value = self._factory()
+            return cast(T, self._value)
+
+    def cache_clear(self) -> None:
+        with _CREATING:
+            self._value = _UNSET
+
+
+@_CreatedOnce
 def settings() -> Settings:
     return Settings.from_env()
 
 
-@functools.cache
+@_CreatedOnce
 def throughput() -> Throughput:
     raw = required_env(THROUGHPUT_ENV_VAR)
     try:
@@ -49,12 +80,12 @@ def throughput() -> Throughput:
         raise RuntimeError(f"{THROUGHPUT_ENV_VAR} is invalid: {error}") from error
 
 
-@functools.cache
+@_CreatedOnce
 def rekognition() -> Any:
     return boto3.client("rekognition", config=_REKOGNITION_CONFIG)
 
 
-@functools.cache
+@_CreatedOnce
 def quota_limiter() -> QuotaLimiter | None:
     """The shared Rekognition budget; None where no quota applies (offline detectors)."""
     table = os.environ.get("QUOTA_TABLE_NAME")
@@ -73,27 +104,27 @@ def take_rekognition_slot(api: str) -> None:
             logger.debug("waited for a Rekognition slot", extra={"api": api, "seconds": waited})
 
 
-@functools.cache
+@_CreatedOnce
 def s3() -> Any:
     return boto3.client("s3", config=_SDK_CONFIG)
 
 
-@functools.cache
+@_CreatedOnce
 def dynamodb() -> Any:
     return boto3.client("dynamodb", config=_SDK_CONFIG)
 
 
-@functools.cache
+@_CreatedOnce
 def sns() -> Any:
     return boto3.client("sns", config=_SDK_CONFIG)
 
 
-@functools.cache
+@_CreatedOnce
 def sqs() -> Any:
     return boto3.client("sqs", config=_SDK_CONFIG)
 
 
-@functools.cache
+@_CreatedOnce
 def stepfunctions() -> Any:
     return boto3.client("stepfunctions", config=_SYNC_EXECUTION_CONFIG)
 

@@ -347,3 +347,38 @@ def test_an_alerted_runner_is_not_alerted_again(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(suspect_alerts, "sns", lambda: sns)
     with sns_stub:
         assert suspect_alerts.handler(event, LambdaContext())["batchItemFailures"] == []
+
+
+def test_given_threads_asking_for_a_client_at_once_then_one_client_is_made(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    import boto3
+
+    # Given a client that takes a while to make, as an S3 client does, and eight threads
+    # (the local runner's pollers) that ask for it at the same moment
+    made: list[str] = []
+
+    def slow_client(service: str, **_: Any) -> object:
+        made.append(service)
+        time.sleep(0.05)  # widens the window in which a second thread could start another
+        return object()
+
+    monkeypatch.setattr(boto3, "client", slow_client)
+    start = threading.Barrier(8)
+    clients: list[object] = []
+
+    def ask() -> None:
+        start.wait()
+        clients.append(shared.s3())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    # When they all ask
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then one client was made, and all of them have it
+    assert made == ["s3"]
+    assert len(clients) == 8 and len({id(client) for client in clients}) == 1
