@@ -6,6 +6,7 @@ responses); the real follow-up handlers read the tables' streams. One test per b
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
@@ -25,6 +26,7 @@ from racecheck.local.environment import (
     ACCOUNT,
     ASL_PATH,
     CONSUMER,
+    FOLLOW_UP,
     LOCAL_TASK_TIMEOUT_SCALE,
     REGION,
     Delivery,
@@ -963,3 +965,83 @@ def test_the_interpreter_s_dynamodb_calls_answer_as_moto_answers_them_over_http(
     over_http = stack.dynamodb.get_item(TableName=table, Key=key)
     assert read["Item"] == over_http["Item"] == item
     assert "Item" not in missing
+
+
+def test_what_a_run_has_delivered_or_deleted_is_not_kept_in_memory(
+    stack: LocalStack, rekognition: ScriptedRekognition
+) -> None:
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    shard = dynamodb_backends[ACCOUNT][REGION].get_table(stack.names.results_table).stream_shard
+    assert shard is not None
+    first_number = shard.starting_sequence_number
+    delivered_numbers: list[int] = []
+    original_invoke = stack._invoke
+
+    def invoke(module: str, event: dict[str, Any]) -> dict[str, Any]:
+        if module == FOLLOW_UP:
+            delivered_numbers.extend(int(record["dynamodb"]["SequenceNumber"])
+                                     for record in event["Records"])
+        return original_invoke(module, event)
+
+    stack._invoke = invoke  # type: ignore[method-assign]
+    # given three photos checked one after another, each settling before the next
+    for index in range(3):
+        rekognition.script(f"runner-{index}.jpg", **CLEAN_MALE)
+        _, record = check(stack, f"runner-{index}.jpg", make_jpeg(1600, 1200))
+        assert record["verdict"] == "PASS"
+        # then the results stream keeps none of the records its reader was handed, and
+        # the streams backend none of the iterators read from
+        assert shard.items == []
+        assert dynamodbstreams_backends[ACCOUNT][REGION].shard_iterators == {}
+    # and every record was handed over once, numbered in order from the shard's first
+    # number on, as if nothing had been dropped
+    assert delivered_numbers == list(range(first_number, first_number + len(delivered_numbers)))
+    assert len(delivered_numbers) >= 3
+    assert shard.starting_sequence_number == first_number + len(delivered_numbers)
+    # and moto lists none of them for its dashboard; S3's keys only, which its reset closes
+    from moto.dynamodb.models.table import StreamRecord
+    from moto.s3.models import FakeKey
+
+    assert StreamRecord.instances_tracked == []  # type: ignore[attr-defined]
+    assert len(FakeKey.instances_tracked) >= 3  # type: ignore[attr-defined]
+
+
+def test_a_delete_waits_while_a_receive_walks_moto_s_queue(stack: LocalStack) -> None:
+    from moto.sqs.models import sqs_backends
+
+    backend = sqs_backends[ACCOUNT][REGION]
+    queue_name = stack.photo_queue_url.rsplit("/", 1)[-1]
+    # given a message in flight and another waiting
+    for body in ("in flight", "waiting"):
+        stack.sqs.send_message(QueueUrl=stack.photo_queue_url, MessageBody=body)
+    in_flight = stack.sqs.receive_message(QueueUrl=stack.photo_queue_url)["Messages"][0]
+    queue = backend.get_queue(queue_name)
+    delete_done_during_the_walk: list[bool] = []
+
+    def delete_in_flight() -> None:
+        stack.sqs.delete_message(QueueUrl=stack.photo_queue_url,
+                                 ReceiptHandle=in_flight["ReceiptHandle"])
+
+    deleter = threading.Thread(target=delete_in_flight)
+
+    class WalkedInFlight(set):  # type: ignore[type-arg]
+        """Moto's in-flight set; while a receive walks it, another poller deletes."""
+
+        def __iter__(self) -> Iterator[Any]:
+            if not deleter.is_alive() and not delete_done_during_the_walk:
+                deleter.start()
+                deleter.join(timeout=1)
+                delete_done_during_the_walk.append(not deleter.is_alive())
+            return super().__iter__()
+
+    queue._pending_messages = WalkedInFlight(queue._pending_messages)  # type: ignore[attr-defined]
+    # when a receive walks the in-flight set while the delete is asked for
+    received = stack.sqs.receive_message(QueueUrl=stack.photo_queue_url)["Messages"]
+    deleter.join(timeout=30)
+    # then the delete waited for the receive to finish, and both did their work
+    assert delete_done_during_the_walk == [False]
+    assert [message["Body"] for message in received] == ["waiting"]
+    assert not deleter.is_alive()
+    assert in_flight["MessageId"] not in {message.id for message in queue._messages}

@@ -297,22 +297,16 @@ class EventSourceQueue:
                 "change_message_visibility")):
             raise LocalSetupError("moto's SQS backend changed: check the moto pin")
         self._name = queue_name
-        # moto's receive checks a message's visibility and marks it received in two steps:
-        # two pollers at once could both receive it. One receive at a time: in SQS a
-        # received message stays in the queue but no other consumer receives it during its
-        # visibility timeout (SQS Developer Guide, "Amazon SQS visibility timeout").
-        self._receive_lock = threading.Lock()
 
     def send(self, body: str) -> str:
         return str(self._backend.send_message(self._name, body).id)
 
     def receive(self, *, wait_seconds: int = 0) -> dict[str, Any] | None:
         """One visible message, shaped like ReceiveMessage's with every system attribute."""
-        with self._receive_lock:
-            queue = self._backend.get_queue(self._name)
-            # The queue's own timeout, as ReceiveMessage without VisibilityTimeout uses.
-            visibility = int(queue.visibility_timeout)  # type: ignore[attr-defined]
-            received = self._backend.receive_message(self._name, 1, wait_seconds, visibility)
+        queue = self._backend.get_queue(self._name)
+        # The queue's own timeout, as ReceiveMessage without VisibilityTimeout uses.
+        visibility = int(queue.visibility_timeout)  # type: ignore[attr-defined]
+        received = self._backend.receive_message(self._name, 1, wait_seconds, visibility)
         if not received:
             return None
         message = received[0]
@@ -332,9 +326,10 @@ class EventSourceQueue:
 
     def is_empty(self) -> bool:
         """No message visible or in flight (ApproximateNumberOfMessages and ...NotVisible)."""
-        queue = self._backend.get_queue(self._name)
-        return (queue.approximate_number_of_messages == 0
-                and queue.approximate_number_of_messages_not_visible == 0)
+        with SQS_STORE_LOCK:  # the counts walk the queue's messages
+            queue = self._backend.get_queue(self._name)
+            return (queue.approximate_number_of_messages == 0
+                    and queue.approximate_number_of_messages_not_visible == 0)
 
     def delete(self, receipt_handle: str) -> None:
         self._backend.delete_message(self._name, receipt_handle)
@@ -493,6 +488,7 @@ class LocalStack:
                                         SequenceNumber=cursor.sequence)
             records = self._stream_records(cursor, iterator_request, limit=25)
             if not records:
+                self._drop_delivered_records(cursor)
                 return delivered
             try:
                 response = self._invoke(handler, {"Records": records})
@@ -520,6 +516,26 @@ class LocalStack:
                 cursor.sequence = str(int(first_failed) + 1)
                 cursor.failures = 0
 
+    def _drop_delivered_records(self, cursor: _StreamCursor) -> None:
+        """Drop the records a stream's one reader has been handed.
+
+        A DynamoDB stream keeps a record for 24 hours (DynamoDB Developer Guide, "Change
+        data capture for DynamoDB Streams"); moto keeps every one, an image of each result
+        (about 20 KB a photo), so a local run of a race's tens of thousands of photos grew
+        by that much per photo. Each table's stream has one reader here, its cursor, so
+        what it has passed is never read again; the shard's first sequence number moves
+        with the records dropped, as a trimmed stream's trim horizon does, so every
+        record keeps its number.
+        """
+        if cursor.sequence is None:
+            return
+        shard = self._streams_backend._get_table_from_arn(cursor.stream_arn).stream_shard
+        with _STREAM_RECORDS_LOCK:
+            passed = int(cursor.sequence) - shard.starting_sequence_number
+            if passed > 0:
+                del shard.items[:passed]
+                shard.starting_sequence_number += passed
+
     def _stream_records(self, cursor: _StreamCursor, iterator_request: dict[str, Any], *,
                         limit: int) -> list[dict[str, Any]]:
         """The next records of a stream, as the event source hands them to the function.
@@ -536,8 +552,12 @@ class LocalStack:
             iterator_request["ShardIteratorType"],
             int(iterator_request["SequenceNumber"]) if "SequenceNumber" in iterator_request
             else None)
-        records = backend.get_records(iterator.arn, limit)["Records"]
-        backend.shard_iterators.pop(iterator.arn, None)  # used once; do not keep every one
+        answer = backend.get_records(iterator.arn, limit)
+        records = answer["Records"]
+        # Each read starts from a fresh iterator: moto would keep this one and the next one
+        # it made (about 9 KB a photo, for the whole run).
+        for used in (iterator.arn, answer["NextShardIterator"]):
+            backend.shard_iterators.pop(used, None)
         return [{**json.loads(json.dumps(record, default=_epoch_seconds)),
                  "eventSourceARN": cursor.stream_arn} for record in records]
 
@@ -610,7 +630,7 @@ def _streams_backend() -> Any:
 
     backend = dynamodbstreams_backends[ACCOUNT][REGION]
     if not all(callable(getattr(backend, name, None))
-               for name in ("get_shard_iterator", "get_records")):
+               for name in ("get_shard_iterator", "get_records", "_get_table_from_arn")):
         raise LocalSetupError("moto's DynamoDB Streams backend changed: check the moto pin")
     return backend
 
@@ -785,7 +805,30 @@ def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPro
     return [*patches, *_state_data_copies(), _dynamodb_error_names_as_on_aws(),
             _task_timeouts_scaled(), _stream_sequence_numbers_unique(),
             _item_size_checked_once(), _attribute_values_copied_once(),
-            _retention_read_from_the_queue(), *_express_history_without_state_data(history)]
+            _retention_read_from_the_queue(), _model_instances_untracked(),
+            *_sqs_store_one_call_at_a_time(),
+            *_express_history_without_state_data(history)]
+
+
+def _model_instances_untracked() -> Any:
+    """moto lists every model object it makes (``BaseModel.instances_tracked``, for its
+    server's dashboard) until the mock stops: every stream record, stored item, queue
+    message and shard iterator of a run stayed in memory, deleted or read or not, and a
+    local run grew by about 85 KB a photo (`racecheck run` over tens of thousands of
+    photos: gigabytes). A local run has no dashboard. S3's models stay listed: moto's S3
+    reset closes its keys' buffers through that list."""
+    from moto.core.common_models import BaseModel
+
+    if "instances_tracked" not in BaseModel.__new__.__code__.co_names:
+        raise LocalSetupError("moto's BaseModel changed: check the moto pin")
+    original = BaseModel.__new__
+
+    def listed_for_s3_only(cls: type, *args: Any, **kwargs: Any) -> Any:
+        if cls.__module__.startswith("moto.s3."):
+            return original(cls, *args, **kwargs)
+        return super(BaseModel, cls).__new__(cls)  # type: ignore[misc]
+
+    return mock.patch.object(BaseModel, "__new__", staticmethod(listed_for_s3_only))
 
 
 _IMMUTABLE_SCALARS = (str, int, float, bool, type(None))
@@ -822,6 +865,10 @@ def _state_data_copies() -> list[Any]:
     return patches
 
 
+# Held while moto appends a stream record and while the runner trims the records read.
+_STREAM_RECORDS_LOCK = threading.Lock()
+
+
 def _stream_sequence_numbers_unique() -> Any:
     """One stream record at a time per process, so that sequence numbers are unique.
 
@@ -839,10 +886,9 @@ def _stream_sequence_numbers_unique() -> Any:
     original = getattr(StreamShard, "add", None)
     if original is None:
         raise LocalSetupError("moto's StreamShard changed: check the moto pin")
-    lock = threading.Lock()
 
     def add_one_at_a_time(self: Any, old: Any, new: Any) -> None:
-        with lock:
+        with _STREAM_RECORDS_LOCK:
             original(self, old, new)
 
     return mock.patch.object(StreamShard, "add", add_one_at_a_time)
@@ -943,6 +989,43 @@ def _attribute_values_copied_once() -> Any:
         return {self.type: value}
 
     return mock.patch.object(DynamoType, "to_regular_json", copied_once)
+
+
+# Held by each call that reads or changes moto's SQS store (see the function below).
+SQS_STORE_LOCK = threading.RLock()
+_SQS_STORE_CALLS = ("send_message", "receive_message", "delete_message",
+                    "change_message_visibility", "get_queue_attributes")
+
+
+def _sqs_store_one_call_at_a_time() -> list[Any]:
+    """moto's SQS store keeps a queue's messages and its in-flight set in plain lists and
+    sets, read and changed without a lock, and the pollers are threads: a receive walking
+    the in-flight set while another poller's delete changed it failed with "Set changed
+    size during iteration" (seen with four pollers on a slowed run), and a receive checks
+    a message's visibility and marks it received in two steps, so two pollers could both
+    receive it. In SQS a received message stays in the queue but no other consumer
+    receives it during its visibility timeout (SQS Developer Guide, "Amazon SQS
+    visibility timeout"): each call here reads and changes the store whole, one at a
+    time, whether it comes through the API (the consumer's ChangeMessageVisibility) or
+    from the event source."""
+    from moto.sqs.models import SQSBackend
+
+    patches = []
+    for name in _SQS_STORE_CALLS:
+        original = getattr(SQSBackend, name, None)
+        if not callable(original):
+            raise LocalSetupError(f"moto's SQSBackend.{name} changed: check the moto pin")
+        patches.append(mock.patch.object(SQSBackend, name, _holding_sqs_store(original)))
+    return patches
+
+
+def _holding_sqs_store(call: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(call)
+    def one_at_a_time(*args: Any, **kwargs: Any) -> Any:
+        with SQS_STORE_LOCK:
+            return call(*args, **kwargs)
+
+    return one_at_a_time
 
 
 def _retention_read_from_the_queue() -> Any:
