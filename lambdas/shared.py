@@ -44,9 +44,10 @@ _UNSET: Any = object()
 class _CreatedOnce(Generic[T]):
     """``functools.cache`` for a factory of no argument, whose value is made once even when
     threads ask for it first at the same moment (the local runner's pollers do): boto3's
-    default session must not create clients in parallel ("Sessions are not thread safe and
-    client creation shouldn't be done in parallel using the same session", botocore's
-    maintainers in boto/botocore#2985), and an S3 client costs about 150 ms of CPU to make.
+    default session must not create clients in parallel ("Session objects are not thread
+    safe and should not be shared across threads", boto3 documentation, Session guide,
+    "Multithreading or multiprocessing with sessions"; clients, once made, are), and an S3
+    client costs about 150 ms of CPU to make.
     On Lambda one invocation at a time runs in an environment, so the lock is never held
     by another."""
 

@@ -326,7 +326,7 @@ class EventSourceQueue:
 
     def is_empty(self) -> bool:
         """No message visible or in flight (ApproximateNumberOfMessages and ...NotVisible)."""
-        with SQS_STORE_LOCK:  # the counts walk the queue's messages
+        with _SQS_STORE_LOCK:  # the counts walk the queue's messages
             queue = self._backend.get_queue(self._name)
             return (queue.approximate_number_of_messages == 0
                     and queue.approximate_number_of_messages_not_visible == 0)
@@ -992,7 +992,7 @@ def _attribute_values_copied_once() -> Any:
 
 
 # Held by each call that reads or changes moto's SQS store (see the function below).
-SQS_STORE_LOCK = threading.RLock()
+_SQS_STORE_LOCK = threading.RLock()
 _SQS_STORE_CALLS = ("send_message", "receive_message", "delete_message",
                     "change_message_visibility", "get_queue_attributes")
 
@@ -1022,7 +1022,7 @@ def _sqs_store_one_call_at_a_time() -> list[Any]:
 def _holding_sqs_store(call: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(call)
     def one_at_a_time(*args: Any, **kwargs: Any) -> Any:
-        with SQS_STORE_LOCK:
+        with _SQS_STORE_LOCK:
             return call(*args, **kwargs)
 
     return one_at_a_time
