@@ -18,7 +18,7 @@ pytest.importorskip("rapidocr_onnxruntime", reason="offline detectors not instal
 
 from racecheck.core.bibs import IN_TEXT_LINE, extract_bibs
 from racecheck.core.settings import Settings
-from racecheck.detectors import engines
+from racecheck.detectors import engines, face_finder
 from racecheck.detectors.face_finder import rekognition_confidence
 from racecheck.detectors.local import LocalRekognition, decode_image
 from racecheck.detectors.text_reader import (
@@ -338,6 +338,29 @@ def test_given_the_text_networks_then_openvino_computes_what_onnx_runtime_does()
     np.testing.assert_allclose(recognised, engine.text_rec.session(line)[0], atol=1e-4)
 
 
+def test_given_images_then_the_detector_input_is_rapidocr_s_to_the_bit() -> None:
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+    from racecheck.detectors import text_reader
+
+    text_det = engines.ocr_steps().text_det
+    generator = np.random.default_rng(11)
+    rendered = np.ascontiguousarray(decode_image(_rendered_bib("3631"))[:, :, ::-1])
+    # Given a rendered bib and noise images whose sides are not multiples of 32, every
+    # byte value in every channel among them
+    for bgr in (rendered, generator.integers(0, 256, (301, 517, 3), dtype=np.uint8),
+                generator.integers(0, 256, (720, 1080, 3), dtype=np.uint8)):
+        height, width = bgr.shape[:2]
+        # When the reader builds the detector's input, and RapidOCR builds it its own way
+        built = text_reader.detector_input(bgr)
+        expected = DetPreProcess(max(height, width), "max", text_det.mean, text_det.std)(bgr)
+        # Then they are the same floats in the same layout
+        assert built is not None and expected is not None
+        assert built.dtype == expected.dtype == np.float32
+        assert built.flags.c_contiguous
+        np.testing.assert_array_equal(built, expected)
+
+
 def test_given_threads_sharing_the_text_networks_then_each_gets_its_own_input_s_output() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -430,6 +453,25 @@ def test_given_workers_still_starting_then_the_backend_is_made_at_once_and_close
     assert not backend._starting.is_alive()
 
 
+def test_given_a_detector_package_missing_then_the_backend_names_it_without_importing_any(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+
+    from racecheck.local import backends
+
+    # Given an install without OpenVINO, in a process that has not imported the detectors
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "openvino" else find_spec(name, *args))
+    monkeypatch.delitem(sys.modules, "racecheck.detectors.local", raising=False)
+    # When the local backend is asked for
+    with pytest.raises(backends.BackendUnavailable, match=r"no openvino.*make setup"):
+        backends.LocalDetectorBackend(jobs=2)
+    # Then it says what is missing, and the check imported none of the detectors' code
+    assert "racecheck.detectors.local" not in sys.modules
+
+
 def test_given_one_job_then_the_backend_caps_malloc_arenas_and_with_workers_it_does_not(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from racecheck.local import backends
@@ -461,6 +503,32 @@ def test_given_detector_processes_then_glibc_accepts_the_fixed_mmap_threshold() 
         pytest.skip("the mmap threshold is glibc's")
     # When a detector process fixes the threshold, Then glibc takes M_MMAP_THRESHOLD
     assert fix_mmap_threshold() is True
+
+
+def test_given_face_boxes_then_age_and_gender_never_build_dlib_s_face_detector() -> None:
+    import dlib
+
+    # Given the estimator as loaded, and a photo of a face
+    estimator = engines.age_gender_estimator()
+    frontend_detector = estimator._ensure_frontend()._detector
+    image = decode_image(_face_photo())
+    # When it estimates the face libfacedetection found
+    estimates = face_finder.estimate_faces(image, face_finder.find_faces(image))
+    # Then dlib's own face detector was neither needed nor built
+    assert len(estimates) == 1
+    assert isinstance(frontend_detector, engines.FaceDetectorOnFirstUse)
+    assert frontend_detector.detector is None
+    # and called without boxes it is built, and works as dlib's own does
+    assert estimator.predict(image) == estimator.predict(
+        image, [_box_of(face) for face in dlib.get_frontal_face_detector()(image, 0)])
+    assert frontend_detector.detector is not None
+    # and dlib's factory is dlib's again for everyone else
+    assert not isinstance(dlib.get_frontal_face_detector(), engines.FaceDetectorOnFirstUse)
+
+
+def _box_of(face: Any) -> tuple[int, int, int, int]:
+    """A dlib rectangle as age-and-gender takes boxes: top, right, bottom, left."""
+    return face.top(), face.right(), face.bottom(), face.left()
 
 
 def test_given_the_loaded_models_then_rapidocr_keeps_no_session_and_the_others_no_arena() -> None:

