@@ -1045,3 +1045,32 @@ def test_a_delete_waits_while_a_receive_walks_moto_s_queue(stack: LocalStack) ->
     assert [message["Body"] for message in received] == ["waiting"]
     assert not deleter.is_alive()
     assert in_flight["MessageId"] not in {message.id for message in queue._messages}
+
+
+def test_the_state_machine_is_parsed_once_and_a_bad_definition_is_still_refused(
+    settings: Settings, rekognition: ScriptedRekognition
+) -> None:
+    from unittest import mock
+
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    parse = AmazonStateLanguageParser.parse
+    # given a count of moto's ASL parses, over a stack's set-up and two photos checked
+    with mock.patch.object(AmazonStateLanguageParser, "parse",
+                           side_effect=parse) as parses, local_stack(
+            settings=settings, backend=rekognition) as stack:
+        for index in range(2):
+            rekognition.script(f"runner-{index}.jpg", **CLEAN_MALE)
+            _, record = check(stack, f"runner-{index}.jpg", make_jpeg(1600, 1200))
+            assert record["verdict"] == "REVIEW"  # no runner registered: unregistered bib
+        # then racecheck's definition was parsed once: CreateStateMachine's validation and
+        # every execution shared the parse
+        assert parses.call_count == 1
+        # and a definition moto cannot parse is still refused, every time (moto's
+        # InvalidDefinition comes without its error code, with or without the shared parse)
+        for _ in range(2):
+            with pytest.raises(ClientError, match="ASLParserException"):
+                stack.sfn.create_state_machine(
+                    name="broken", definition='{"StartAt": "Nowhere", "States": {}}',
+                    roleArn=f"arn:aws:iam::{ACCOUNT}:role/broken")

@@ -736,33 +736,43 @@ class ServiceTaskRequests:
 
 
 class ParsedPrograms:
-    """Each state machine definition parsed once (with moto's ANTLR parser)."""
+    """Each state machine definition parsed once (with moto's ANTLR parser, about 0.3 s for
+    racecheck's): moto parses it to validate CreateStateMachine and again to run it."""
 
     def __init__(self) -> None:
-        self._programs: dict[str, Any] = {}
+        self._parsed: dict[str, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
 
-    def get(self, definition: str) -> Any:
+    def parse(self, definition: str) -> tuple[Any, Any]:
+        """What ``AmazonStateLanguageParser.parse`` returns (the program and its parse
+        tree); a definition it refuses raises its error every time."""
         from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
         with self._lock:
-            if definition not in self._programs:
-                self._programs[definition] = AmazonStateLanguageParser.parse(definition)[0]
-            return self._programs[definition]
+            if definition not in self._parsed:
+                self._parsed[definition] = AmazonStateLanguageParser.parse(definition)
+            return self._parsed[definition]
+
+    def get(self, definition: str) -> Any:
+        return self.parse(definition)[0]
+
+    def as_parser(self) -> Any:
+        """A stand-in for moto's ``AmazonStateLanguageParser`` class that parses once."""
+        return type("ParsedOnceParser", (), {"parse": staticmethod(self.parse)})
 
 
 def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPrograms,
                           history: HistoryOptions) -> list[Any]:
     """Patches that keep moto's interpreter from redoing work in every execution.
 
-    moto parses the ASL (with an ANTLR parser) at the start of every execution and builds a
-    new boto3 client for every Task; both cost more than the rest of the orchestration. The
-    parsed program keeps no per-execution state (that lives in the execution's environment)
-    and boto3 clients are thread-safe, so both are made once. The Lambda client answers its
-    Invokes in-process (``TaskInvocations``). Every JSONPath the interpreter evaluates was
-    parsed again by a freshly built jsonpath_ng parser; a parsed path is an immutable tree,
-    so each is parsed once. These reach into moto's internals: if a moto upgrade moves
-    them, the local runner stops with LocalSetupError.
+    moto parses the ASL (with an ANTLR parser) to validate it and at the start of every
+    execution, and builds a new boto3 client for every Task; both cost more than the rest of
+    the orchestration. The parsed program keeps no per-execution state (that lives in the
+    execution's environment) and boto3 clients are thread-safe, so both are made once. The
+    Lambda client answers its Invokes in-process (``TaskInvocations``). Every JSONPath the
+    interpreter evaluates was parsed again by a freshly built jsonpath_ng parser; a parsed
+    path is an immutable tree, so each is parsed once. These reach into moto's internals: if
+    a moto upgrade moves them, the local runner stops with LocalSetupError.
     """
     import importlib
 
@@ -787,8 +797,12 @@ def _interpreter_speedups(task_invocations: TaskInvocations, programs: ParsedPro
                 clients[(region, service)] = client
             return clients[(region, service)]
 
+    validation = importlib.import_module("moto.stepfunctions.parser.models")
+    if not hasattr(validation, "AmazonStateLanguageParser"):
+        raise LocalSetupError("moto's state machine validation moved: check the moto pin")
     patches: list[Any] = [
-        mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", parsed_once)]
+        mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", parsed_once),
+        mock.patch.object(validation, "AmazonStateLanguageParser", programs.as_parser())]
     for module_name in _CLIENT_BUILDING_MODULES:
         module = importlib.import_module(module_name)
         if not hasattr(module, "boto_client_for"):
