@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import html
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +32,10 @@ from racecheck.core.rules import (
 VERDICT_ORDER = ("FAIL", "REVIEW", "ERROR", "REJECTED", "PASS")
 ATTENTION_VERDICTS = frozenset({"FAIL", "REVIEW", "ERROR", "REJECTED"})
 THUMBNAIL_LONG_SIDE = 1280
+# Thumbnails are made this many at a time: Pillow decodes, scales and encodes outside the
+# GIL, and an exported page waits on S3 for each photo. A local run writes its page once
+# the photos are checked, with every core free.
+THUMBNAIL_THREADS = min(8, os.cpu_count() or 1)
 PHOTOS_DIR_NAME = "photos"
 PAGE_NAME = "review.html"
 
@@ -70,14 +76,23 @@ def write_review_page(records: list[dict[str, Any]], *, photos_root: Path | None
     photos_dir = out_dir / PHOTOS_DIR_NAME
     photos_dir.mkdir(exist_ok=True)
     ordered = sorted(records, key=_card_sort_key)
-    cards = []
-    for record in ordered:
+
+    def thumbnail_of(record: Mapping[str, Any]) -> str | None:
         key = str(record.get("key", ""))
         if photo_source is not None:
             source = photo_source(record)
         else:
             source = photos_root / key if photos_root is not None and key else None
-        thumbnail = _write_thumbnail(source, key, photos_dir)
+        return _write_thumbnail(source, key, photos_dir)
+
+    # One thumbnail per key (a key's records share its file): never two writers of one file.
+    first_of_key = {str(record.get("key", "")): record for record in reversed(ordered)}
+    with ThreadPoolExecutor(max_workers=THUMBNAIL_THREADS) as pool:
+        thumbnails = dict(zip(first_of_key, pool.map(thumbnail_of, first_of_key.values()),
+                              strict=True))
+    cards = []
+    for record in ordered:
+        thumbnail = thumbnails[str(record.get("key", ""))]
         image_src = f"{PHOTOS_DIR_NAME}/{thumbnail}" if thumbnail else None
         cards.append(render_card(record, image_src=image_src))
     page = render_page(records, cards, suspects=suspects)

@@ -335,6 +335,40 @@ def test_given_big_corrupt_and_text_files_when_written_then_only_real_images_get
     assert "".join(parsed.text).count("No preview") == 3
 
 
+def test_given_many_photos_and_a_key_recorded_twice_then_each_key_has_one_thumbnail_read_once(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    # given twelve photos, one of them with two records (checked again), from a source
+    # that counts what it is asked for
+    photos = tmp_path / "in"
+    keys = [f"runner {index}.jpg" for index in range(12)]
+    for key in keys:
+        write_photo(photos / key)
+    records = [full_record(key, "REVIEW") for key in keys] + [full_record(keys[0], "PASS")]
+    asked: list[str] = []
+    threads: set[str] = set()
+
+    def photo_source(record: dict[str, Any]) -> Path:
+        asked.append(record["key"])
+        threads.add(threading.current_thread().name)
+        return photos / record["key"]
+
+    # when written
+    out = tmp_path / "out"
+    page = write_review_page(records, out_dir=out, photo_source=photo_source)
+    # then every key's photo was read once and every card shows its key's thumbnail
+    assert sorted(asked) == sorted(keys)
+    assert len(list((out / "photos").iterdir())) == len(keys)
+    parsed = parse(page)
+    sources = [e.attrs["src"] for e in parsed.elements if e.tag == "img"]
+    assert len(sources) == len(records) and len(set(sources)) == len(keys)
+    assert all((out / str(source)).is_file() for source in sources)
+    # and none of it ran on the caller's thread
+    assert threading.current_thread().name not in threads
+
+
 def test_given_an_exif_rotated_photo_when_written_then_thumbnail_is_upright(
     tmp_path: Path,
 ) -> None:
