@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -350,7 +351,7 @@ def test_given_many_photos_and_a_key_recorded_twice_then_each_key_has_one_thumbn
     asked: list[str] = []
     threads: set[str] = set()
 
-    def photo_source(record: dict[str, Any]) -> Path:
+    def photo_source(record: Mapping[str, Any]) -> Path:
         asked.append(record["key"])
         threads.add(threading.current_thread().name)
         return photos / record["key"]
