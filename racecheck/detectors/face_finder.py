@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from racecheck.detectors import engines
-from racecheck.detectors.text_reader import FaceHint
+from racecheck.detectors.text_reader import FaceHint, to_bgr
 
 DETECTOR_MAX_SIDE_PX = 960
 MIN_FACE_CONFIDENCE = 75.0
@@ -84,7 +84,7 @@ def find_faces(image: ImageArray) -> list[FaceHint]:
     else:
         small = image
     # libfacedetection takes BGR, as OpenCV reads photos.
-    found = engines.face_detector()(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    found = engines.face_detector()(to_bgr(small))
     faces = []
     for confidence, left, top, box_width, box_height in found.tolist():
         if confidence < MIN_FACE_CONFIDENCE:
