@@ -61,6 +61,13 @@ SAMPLE_SECONDS = 0.1
 PSS_EVERY_SAMPLES = 10
 ONNX_RUNTIME, OPENVINO = "onnxruntime", "openvino"
 CLI_SPEED = re.compile(r"Checked (\d+) photo\(s\) in ([\d.]+) s")
+# Issue 12's goal: 3 photos/s on set 1 with --jobs 2, on a machine where plain RapidOCR (ONNX
+# Runtime) made 4.0, so 0.75 of plain OCR's photos/s in the same run. This machine's speed
+# moves by up to 2x over days (plain OCR has measured 2.1-4.0 photos/s here), so the ratio
+# is what is comparable from run to run; photos/s at the issue's plain-OCR speed is that
+# ratio times 4.0.
+GOAL_PHOTOS_PER_SECOND = 3.0
+GOAL_PLAIN_OCR_PHOTOS_PER_SECOND = 4.0
 
 
 def load() -> str:
@@ -512,6 +519,12 @@ def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
           f"{run.cpu_seconds / plain.cpu_seconds:.2f} in CPU time (whole commands); against "
           f"plain OCR with the networks on OpenVINO as racecheck runs them: "
           f"{run_rate / same_engine_rate:.2f} and {run.cpu_seconds / same_engine.cpu_seconds:.2f}")
+    goal_ratio = GOAL_PHOTOS_PER_SECOND / GOAL_PLAIN_OCR_PHOTOS_PER_SECOND
+    print(f"  issue 12's goal, {GOAL_PHOTOS_PER_SECOND:.0f} photos/s where plain OCR makes "
+          f"{GOAL_PLAIN_OCR_PHOTOS_PER_SECOND:.1f} (a ratio of {goal_ratio:.2f}): "
+          f"{'met' if run_rate / plain_rate >= goal_ratio else 'missed'} in this run, "
+          f"{run_rate / plain_rate * GOAL_PLAIN_OCR_PHOTOS_PER_SECOND:.2f} photos/s at that "
+          f"plain-OCR speed ({run_rate:.2f} here, where plain OCR made {plain_rate:.2f})")
     verdicts = Counter(json.loads(line)["verdict"] for line in
                        (out_dir / "results.jsonl").read_text().splitlines() if line)
     # An ERROR (a Task that timed out on a loaded machine, say) lowers recall: say so.
@@ -540,6 +553,8 @@ def benchmark(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
         "run_peak_total_pss_mb": round(run.processes.peak_total_pss_kb / 1024, 1),
         "ratio_run_to_plain": round(run_rate / plain_rate, 3),
         "ratio_run_to_plain_openvino": round(run_rate / same_engine_rate, 3),
+        "run_photos_per_second_at_goal_plain_ocr_speed": round(
+            run_rate / plain_rate * GOAL_PLAIN_OCR_PHOTOS_PER_SECOND, 3),
         **orchestration_figures(folder, work, jobs),
         "verdicts": dict(verdicts),
         "accuracy": {group: {name: round(value, 4) if isinstance(value, float) else value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import os
@@ -44,6 +45,23 @@ def main() -> None:
     `racecheck suspects`. Either way, `racecheck review` and `racecheck decide` let a
     person confirm or dismiss what was flagged.
     """
+
+
+def entry() -> None:
+    """The ``racecheck`` console script: the command, then an exit without a last sweep of
+    the heap.
+
+    At exit the interpreter's garbage collector walks every object still alive, and after
+    `racecheck run` that is moto's emulated stack, the parsed state machine and botocore's
+    service models, about 200,000 objects: 0.9 s of the user's wait after the summary was
+    printed (RBNR set 1, this 2-core machine; 0.02 s frozen). Frozen objects are still
+    freed as their modules are torn down; only cycles among them are left to the OS, which
+    takes the whole process back a moment later.
+    """
+    try:
+        main()
+    finally:
+        gc.freeze()
 
 
 # ---------------------------------------------------------------------------- run / demo

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from racecheck.cli import main
+from racecheck.cli import entry, main
 from racecheck.core.registry import Runner
 from racecheck.local.runners_file import registered_runners
 from tests.conftest import camera_exif, load_fixture, make_jpeg
@@ -39,6 +42,30 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
         leaf = leaf.commands[name]
     if not isinstance(leaf, click.Group):
         assert "Example:" in result.output
+
+
+
+def test_the_console_script_runs_the_cli_and_leaves_its_heap_frozen_for_the_exit(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # given the installed script and the function it calls
+    script = Path(sys.executable).with_name("racecheck")
+    # when each runs a command
+    installed = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                               check=False)
+    monkeypatch.setattr(sys, "argv", ["racecheck", "--version"])
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as exit_status:
+            entry()
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+    # then both answer as the CLI does, and the objects left are out of the last collection
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.startswith("racecheck, version ")
+    assert exit_status.value.code == 0
+    assert capsys.readouterr().out == installed.stdout
+    assert frozen > 0
 
 
 @pytest.mark.parametrize("arguments", [
