@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ def test_the_console_script_runs_the_cli_and_leaves_its_heap_frozen_for_the_exit
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # given the installed script and the function it calls
     script = Path(sys.executable).with_name("racecheck")
+    installed_as = [point.value for point in entry_points(group="console_scripts")
+                    if point.name == "racecheck"]
     # when each runs a command
     installed = subprocess.run([str(script), "--version"], capture_output=True, text=True,
                                check=False)
@@ -61,6 +64,7 @@ def test_the_console_script_runs_the_cli_and_leaves_its_heap_frozen_for_the_exit
     finally:
         gc.unfreeze()
     # then both answer as the CLI does, and the objects left are out of the last collection
+    assert installed_as == ["racecheck.cli:entry"]
     assert installed.returncode == 0, installed.stderr
     assert installed.stdout.startswith("racecheck, version ")
     assert exit_status.value.code == 0
